@@ -1,0 +1,28 @@
+/* cli.h - the heaptrace command's verbs and shared helpers. */
+#ifndef HT_CLI_H
+#define HT_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+int ht_cmd_record(int argc, char **argv);
+int ht_cmd_dump(int argc, char **argv);
+int ht_cmd_summary(int argc, char **argv);
+
+/* "heaptrace: <fmt>\n" on stderr. */
+void ht_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse "64K", "1M", "4096" into bytes; -1 on error. */
+int ht_parse_size(const char *s, uint64_t *out);
+
+/* Opens a trace for reading, printing one clear line on failure.
+ * Returns 0 or nonzero exit code. */
+struct ht_reader;
+int ht_open_trace(struct ht_reader *r, const char *path);
+/* After reading: prints the reader's problems, returns 1 if any. */
+int ht_report_problems(const struct ht_reader *r);
+
+/* Summary of a trace file, printed to out; returns an exit code. */
+int ht_print_summary_of(const char *path, FILE *out);
+
+#endif

@@ -1,0 +1,214 @@
+/*
+ * dump.c - `heaptrace dump FILE [--format text|csv|jsonl]` and
+ * `heaptrace summary FILE`.
+ *
+ * The csv columns and jsonl keys are a stable interface (docs/FORMAT.md,
+ * "dump output"): event, ts_ns, pid, tid, heap, api, address, size,
+ * new_address, new_size, old_address, old_size, source, detail.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../analysis/summary.h"
+#include "../format/format.h"
+#include "cli.h"
+
+enum { FMT_TEXT, FMT_CSV, FMT_JSONL };
+
+/* Text of a metadata record (names, markers, counts) for the detail field. */
+static void detail(const ht_event *ev, char *buf, size_t len)
+{
+    int tl = (int)ev->text_len;
+    switch (ev->kind) {
+    case HT_EV_LOST: snprintf(buf, len, "%" PRIu64, ev->arg[0]); break;
+    case HT_EV_PROCESS_END:
+        if (ev->arg[1]) snprintf(buf, len, "signal %" PRIu64, ev->arg[1]);
+        else snprintf(buf, len, "exit %" PRIu64, ev->arg[0]);
+        break;
+    case HT_EV_SESSION_START:
+        snprintf(buf, len, "mode=%s buffer_size=%" PRIu64 " buffers=%" PRIu64 " flush_ms=%" PRIu64 " command=%.*s",
+                 ev->arg[0] ? "drop" : "block", ev->arg[1], ev->arg[2], ev->arg[3], tl, ev->text);
+        break;
+    case HT_EV_SESSION_END:
+        snprintf(buf, len, "events=%" PRIu64 " lost=%" PRIu64 " buffers=%" PRIu64 " damaged=%" PRIu64,
+                 ev->arg[0], ev->arg[1], ev->arg[2], ev->arg[3]);
+        break;
+    case HT_EV_PROCESS:
+        snprintf(buf, len, "ppid=%" PRIu64 " command=%.*s", ev->arg[0], tl, ev->text);
+        break;
+    default: snprintf(buf, len, "%.*s", tl, ev->text ? ev->text : ""); break;
+    }
+}
+
+static void put_escaped(FILE *f, const char *s, int json)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (json) {
+            if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+            else if (ch < 0x20 || ch == 0x7f) fprintf(f, "\\u%04x", ch);
+            else fputc(ch, f);
+        } else {
+            if (ch == '"') fputs("\"\"", f);
+            else fputc(ch < 0x20 ? ' ' : ch, f);
+        }
+    }
+}
+
+static int is_heap_event(unsigned k) { return k == HT_EV_ALLOC || k == HT_EV_FREE || k == HT_EV_REALLOC; }
+
+static void dump_text(FILE *f, const ht_event *ev)
+{
+    fprintf(f, "%" PRIu64 ".%09" PRIu64 " %u/%u %-8s", ev->ts / 1000000000u, ev->ts % 1000000000u,
+            ev->pid, ev->tid, ht_kind_name(ev->kind));
+    if (is_heap_event(ev->kind)) {
+        fprintf(f, " %-14s heap=%" PRIu64 " ", ht_api_name(ev->api), ev->heap);
+        if (ev->kind == HT_EV_ALLOC) fprintf(f, "addr=0x%" PRIx64 " size=%" PRIu64, ev->addr, ev->size);
+        else if (ev->kind == HT_EV_FREE) fprintf(f, "addr=0x%" PRIx64, ev->addr);
+        else
+            fprintf(f, "new=0x%" PRIx64 " new_size=%" PRIu64 " old=0x%" PRIx64 " old_size=%" PRIu64, ev->addr,
+                    ev->size, ev->old_addr, ev->old_size);
+        fprintf(f, " %s\n", ht_source_name(ev->source));
+        return;
+    }
+    char d[1400];
+    detail(ev, d, sizeof d);
+    if (ev->kind == HT_EV_HEAP_CREATE || ev->kind == HT_EV_HEAP_DESTROY) fprintf(f, " heap=%" PRIu64, ev->heap);
+    fprintf(f, " %s\n", d);
+}
+
+static void dump_csv(FILE *f, const ht_event *ev)
+{
+    fprintf(f, "%s,%" PRIu64 ",%u,%u,", ht_kind_name(ev->kind), ev->ts, ev->pid, ev->tid);
+    if (ev->heap || is_heap_event(ev->kind)) fprintf(f, "%" PRIu64, ev->heap);
+    fputc(',', f);
+    if (is_heap_event(ev->kind)) fputs(ht_api_name(ev->api), f);
+    fputc(',', f);
+    switch (ev->kind) {
+    case HT_EV_ALLOC: fprintf(f, "0x%" PRIx64 ",%" PRIu64 ",,,,,", ev->addr, ev->size); break;
+    case HT_EV_FREE: fprintf(f, "0x%" PRIx64 ",,,,,,", ev->addr); break;
+    case HT_EV_REALLOC:
+        fprintf(f, ",,0x%" PRIx64 ",%" PRIu64 ",0x%" PRIx64 ",%" PRIu64 ",", ev->addr, ev->size, ev->old_addr,
+                ev->old_size);
+        break;
+    default: fputs(",,,,,,", f); break;
+    }
+    if (is_heap_event(ev->kind)) fputs(ht_source_name(ev->source), f);
+    fputc(',', f);
+    if (!is_heap_event(ev->kind)) {
+        char d[1400];
+        detail(ev, d, sizeof d);
+        fputc('"', f);
+        put_escaped(f, d, 0);
+        fputc('"', f);
+    }
+    fputc('\n', f);
+}
+
+static void dump_jsonl(FILE *f, const ht_event *ev)
+{
+    fprintf(f, "{\"event\":\"%s\",\"ts_ns\":%" PRIu64 ",\"pid\":%u,\"tid\":%u", ht_kind_name(ev->kind), ev->ts,
+            ev->pid, ev->tid);
+    if (ev->heap || is_heap_event(ev->kind)) fprintf(f, ",\"heap\":%" PRIu64, ev->heap);
+    switch (ev->kind) {
+    case HT_EV_ALLOC:
+        fprintf(f, ",\"api\":\"%s\",\"address\":\"0x%" PRIx64 "\",\"size\":%" PRIu64, ht_api_name(ev->api), ev->addr,
+                ev->size);
+        break;
+    case HT_EV_FREE: fprintf(f, ",\"api\":\"%s\",\"address\":\"0x%" PRIx64 "\"", ht_api_name(ev->api), ev->addr); break;
+    case HT_EV_REALLOC:
+        fprintf(f,
+                ",\"api\":\"%s\",\"new_address\":\"0x%" PRIx64 "\",\"new_size\":%" PRIu64
+                ",\"old_address\":\"0x%" PRIx64 "\",\"old_size\":%" PRIu64,
+                ht_api_name(ev->api), ev->addr, ev->size, ev->old_addr, ev->old_size);
+        break;
+    default: {
+        char d[1400];
+        detail(ev, d, sizeof d);
+        fputs(",\"detail\":\"", f);
+        put_escaped(f, d, 1);
+        fputc('"', f);
+    }
+    }
+    if (is_heap_event(ev->kind)) fprintf(f, ",\"source\":\"%s\"", ht_source_name(ev->source));
+    fputs("}\n", f);
+}
+
+int ht_cmd_dump(int argc, char **argv)
+{
+    static const struct option lo[] = {{"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int fmt = FMT_TEXT, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "F:h", lo, NULL)) != -1) {
+        if (c == 'h') {
+            puts("usage: heaptrace dump FILE [--format text|csv|jsonl]\n\n"
+                 "Prints every record of a trace in time order within each process.\n"
+                 "csv columns / jsonl keys: event, ts_ns, pid, tid, heap, api, address, size,\n"
+                 "new_address, new_size, old_address, old_size, source, detail.");
+            return 0;
+        }
+        if (c != 'F') return 2;
+        if (!strcmp(optarg, "text")) fmt = FMT_TEXT;
+        else if (!strcmp(optarg, "csv")) fmt = FMT_CSV;
+        else if (!strcmp(optarg, "jsonl") || !strcmp(optarg, "json")) fmt = FMT_JSONL;
+        else {
+            ht_err("--format must be text, csv or jsonl, not '%s'", optarg);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        ht_err("usage: heaptrace dump FILE [--format text|csv|jsonl]");
+        return 2;
+    }
+    ht_reader r;
+    if (ht_open_trace(&r, argv[optind])) return 1;
+    if (fmt == FMT_CSV)
+        puts("event,ts_ns,pid,tid,heap,api,address,size,new_address,new_size,old_address,old_size,source,detail");
+    ht_event ev;
+    int rc;
+    while ((rc = ht_reader_next(&r, &ev)) > 0) {
+        if (fmt == FMT_TEXT) dump_text(stdout, &ev);
+        else if (fmt == FMT_CSV) dump_csv(stdout, &ev);
+        else dump_jsonl(stdout, &ev);
+    }
+    int bad = rc < 0 || ht_report_problems(&r);
+    if (fflush(stdout) != 0) {
+        ht_err("writing output failed");
+        bad = 1;
+    }
+    ht_reader_close(&r);
+    return bad ? 1 : 0;
+}
+
+int ht_print_summary_of(const char *path, FILE *out)
+{
+    ht_reader r;
+    if (ht_open_trace(&r, path)) return 1;
+    ht_summary s;
+    ht_summary_init(&s);
+    ht_event ev;
+    int rc;
+    while ((rc = ht_reader_next(&r, &ev)) > 0) ht_summary_event(&s, &ev);
+    ht_summary_print(&s, out);
+    int bad = rc < 0 || ht_report_problems(&r);
+    ht_summary_free(&s);
+    ht_reader_close(&r);
+    return bad ? 1 : 0;
+}
+
+int ht_cmd_summary(int argc, char **argv)
+{
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        puts("usage: heaptrace summary FILE\n\n"
+             "Prints the totals, peak live bytes and when, and the blocks live at the end\n"
+             "(leaks) of a trace: the summary that 'heaptrace record' prints at exit.");
+        return 0;
+    }
+    if (argc != 2) {
+        ht_err("usage: heaptrace summary FILE");
+        return 2;
+    }
+    return ht_print_summary_of(argv[1], stdout);
+}

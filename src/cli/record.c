@@ -1,0 +1,311 @@
+/*
+ * record.c - `heaptrace record [options] -- CMD [ARGS...]`.
+ *
+ * Creates the session socket and the trace file, starts CMD with the
+ * runtime preloaded and $HEAPTRACE_SESSION pointing at the socket, records
+ * until CMD exits, then prints the session statistics and the summary on
+ * stderr.  CMD's stdio is untouched and its exit status is ours (128+N for a
+ * death by signal N, as a shell reports it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../analysis/summary.h"
+#include "../collector/collector.h"
+#include "../common/proto.h"
+#include "../common/shm.h"
+#include "../format/format.h"
+#include "cli.h"
+
+static void record_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: heaptrace record [options] -- CMD [ARGS...]\n"
+            "\n"
+            "Runs CMD with the heaptrace runtime and records every heap event from its\n"
+            "first allocation into a trace file; prints statistics and a summary at the end.\n"
+            "CMD's stdin, stdout, stderr and exit status pass through unchanged.\n"
+            "\n"
+            "options:\n"
+            "  -o, --output FILE        trace file (default: heaptrace.CMD.PID.htrace)\n"
+            "  -m, --mode block|drop    when buffers are full: wait (block, default, nothing\n"
+            "                           is lost) or drop and count the dropped events\n"
+            "  -b, --buffer-size SIZE   sub-buffer size, e.g. 64K (default %uK; 4K..64M)\n"
+            "  -n, --buffers N          number of sub-buffers (default %u)\n"
+            "  -f, --flush-interval MS  longest time an event stays in memory (default %u)\n"
+            "  -z, --compression-level N  zstd level 1..19 (default %d)\n"
+            "  -q, --quiet              do not print statistics and summary\n"
+            "  -h, --help               this text\n",
+            HT_DEFAULT_SUBBUF_SIZE / 1024, HT_DEFAULT_SUBBUF_COUNT, HT_DEFAULT_FLUSH_MS,
+            HT_DEFAULT_ZSTD_LEVEL);
+}
+
+/* The runtime library: $HEAPTRACE_RUNTIME, else next to the executable or
+ * in ../lib/heaptrace/ relative to it. */
+static int find_runtime(char *out, size_t len)
+{
+    const char *env = getenv("HEAPTRACE_RUNTIME");
+    if (env && *env) {
+        if (access(env, R_OK) != 0) return -1;
+        snprintf(out, len, "%s", env);
+        return 0;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    *slash = 0;
+    const char *cands[] = {"/libheaptrace.so", "/../lib/heaptrace/libheaptrace.so",
+                           "/../lib/libheaptrace.so"};
+    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+        char p[PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s%s", exe, cands[i]);
+        if (access(p, R_OK) == 0) {
+            if (!realpath(p, out)) snprintf(out, len, "%.*s", (int)(len - 1), p);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Per-user directory for control sockets: mode 0700, owned by us. */
+int ht_runtime_dir(char *out, size_t len);
+int ht_runtime_dir(char *out, size_t len)
+{
+    const char *x = getenv("XDG_RUNTIME_DIR");
+    if (x && *x && access(x, W_OK) == 0) snprintf(out, len, "%s/heaptrace", x);
+    else snprintf(out, len, "/tmp/heaptrace-%u", (unsigned)getuid());
+    if (mkdir(out, 0700) < 0 && errno != EEXIST) return -errno;
+    struct stat st;
+    if (lstat(out, &st) < 0) return -errno;
+    if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077)) return -EPERM;
+    return 0;
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static volatile sig_atomic_t child_pid;
+
+static void forward_signal(int sig)
+{
+    if (child_pid > 0) kill(child_pid, sig);
+}
+
+static void print_stats(const char *cmd, const char *path, const ht_collect_stats *st)
+{
+    char a[32];
+    fprintf(stderr, "heaptrace: recorded '%s' into %s\n", cmd, path);
+    fprintf(stderr, "session:\n");
+    fprintf(stderr, "  events           %" PRIu64 "\n", st->events);
+    fprintf(stderr, "  bytes written    %" PRIu64 " (%s)\n", st->bytes, ht_fmt_bytes(st->bytes, a, sizeof a));
+    fprintf(stderr, "  bytes per event  %.2f\n", st->events ? (double)st->bytes / (double)st->events : 0.0);
+    fprintf(stderr, "  events lost      %" PRIu64 "\n", st->lost);
+    fprintf(stderr, "  buffers written  %" PRIu64 "\n", st->subbufs);
+    if (st->damaged)
+        fprintf(stderr, "  damaged records  %" PRIu64 " (invalid data in shared memory, skipped)\n", st->damaged);
+    if (st->starved)
+        fprintf(stderr, "  starved waits    %" PRIu64 " (all buffers held by idle threads: raise --buffers)\n",
+                st->starved);
+}
+
+int ht_cmd_record(int argc, char **argv)
+{
+    ht_collect_opts o = {HT_MODE_BLOCK, HT_DEFAULT_SUBBUF_SIZE, HT_DEFAULT_SUBBUF_COUNT,
+                         HT_DEFAULT_FLUSH_MS, HT_DEFAULT_ZSTD_LEVEL, NULL};
+    const char *output = NULL;
+    int quiet = 0;
+    static const struct option lo[] = {
+        {"output", required_argument, 0, 'o'},       {"mode", required_argument, 0, 'm'},
+        {"buffer-size", required_argument, 0, 'b'},  {"subbuf-size", required_argument, 0, 'b'},
+        {"buffers", required_argument, 0, 'n'},      {"num-subbuf", required_argument, 0, 'n'},
+        {"flush-interval", required_argument, 0, 'f'}, {"compression-level", required_argument, 0, 'z'},
+        {"quiet", no_argument, 0, 'q'},              {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    optind = 1;
+    int c;
+    uint64_t v;
+    while ((c = getopt_long(argc, argv, "+o:m:b:n:f:z:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'o': output = optarg; break;
+        case 'm':
+            if (!strcmp(optarg, "block")) o.mode = HT_MODE_BLOCK;
+            else if (!strcmp(optarg, "drop")) o.mode = HT_MODE_DROP;
+            else {
+                ht_err("--mode must be 'block' or 'drop', not '%s'", optarg);
+                return 2;
+            }
+            break;
+        case 'b':
+            if (ht_parse_size(optarg, &v) < 0 || v < HT_SUBBUF_MIN || v > HT_SUBBUF_MAX) {
+                ht_err("--buffer-size: '%s' is not a size between 4K and 64M", optarg);
+                return 2;
+            }
+            o.subbuf_size = (uint32_t)((v + 63) & ~63ull);
+            break;
+        case 'n':
+            if (ht_parse_size(optarg, &v) < 0 || v < 2 || v > HT_SUBBUF_COUNT_MAX) {
+                ht_err("--buffers: '%s' is not a count between 2 and %u", optarg, HT_SUBBUF_COUNT_MAX);
+                return 2;
+            }
+            o.subbuf_count = (uint32_t)v;
+            break;
+        case 'f':
+            if (ht_parse_size(optarg, &v) < 0 || v < 1 || v > 60000) {
+                ht_err("--flush-interval: '%s' is not a number of milliseconds (1..60000)", optarg);
+                return 2;
+            }
+            o.flush_ms = (uint32_t)v;
+            break;
+        case 'z':
+            if (ht_parse_size(optarg, &v) < 0 || v < 1 || v > 19) {
+                ht_err("--compression-level: '%s' is not a level 1..19", optarg);
+                return 2;
+            }
+            o.zstd_level = (int)v;
+            break;
+        case 'q': quiet = 1; break;
+        case 'h': record_usage(stdout); return 0;
+        default: record_usage(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        ht_err("record: no command given; usage: heaptrace record [options] -- CMD [ARGS...]");
+        return 2;
+    }
+    char **cmdv = argv + optind;
+    if ((uint64_t)o.subbuf_size * o.subbuf_count > (8ull << 30)) {
+        ht_err("buffers too large: %u x %u bytes exceeds 8 GiB", o.subbuf_count, o.subbuf_size);
+        return 2;
+    }
+
+    char runtime[PATH_MAX];
+    if (find_runtime(runtime, sizeof runtime) < 0) {
+        ht_err("cannot find libheaptrace.so (set HEAPTRACE_RUNTIME to its path)");
+        return 1;
+    }
+    char dir[PATH_MAX - 64], sock[PATH_MAX];
+    int rc = ht_runtime_dir(dir, sizeof dir);
+    if (rc < 0) {
+        ht_err("cannot use control directory %s: %s", dir,
+               rc == -EPERM ? "not a private directory of this user (mode 0700 required)" : strerror(-rc));
+        return 1;
+    }
+    snprintf(sock, sizeof sock, "%s/record-%d.sock", dir, (int)getpid());
+
+    /* command line text for the trace */
+    char cmdline[1024];
+    size_t cl = 0;
+    cmdline[0] = 0;
+    for (char **a = cmdv; *a && cl < sizeof cmdline - 2; a++)
+        cl += (size_t)snprintf(cmdline + cl, sizeof cmdline - cl, "%s%s", cl ? " " : "", *a);
+    o.command = cmdline;
+
+    int go[2], errp[2];
+    if (pipe2(go, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+        ht_err("pipe: %s", strerror(errno));
+        return 1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        ht_err("fork: %s", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        close(go[1]);
+        close(errp[0]);
+        char g;
+        if (read(go[0], &g, 1) != 1 || g != 'g') _exit(127);
+        const char *old = getenv("LD_PRELOAD");
+        char pre[PATH_MAX * 2];
+        if (old && *old) snprintf(pre, sizeof pre, "%s:%s", runtime, old);
+        else snprintf(pre, sizeof pre, "%s", runtime);
+        setenv("LD_PRELOAD", pre, 1);
+        setenv(HT_ENV_SESSION, sock, 1);
+        execvp(cmdv[0], cmdv);
+        int e = errno;
+        ssize_t w = write(errp[1], &e, sizeof e);
+        (void)w;
+        _exit(e == ENOENT ? 127 : 126);
+    }
+    close(go[0]);
+    close(errp[1]);
+    child_pid = pid;
+
+    char defname[PATH_MAX];
+    if (!output) {
+        snprintf(defname, sizeof defname, "heaptrace.%s.%d.htrace", base_name(cmdv[0]), (int)pid);
+        output = defname;
+    }
+    ht_collector *col = NULL;
+    char err[512];
+    rc = ht_collector_create(&col, &o, sock, output, err, sizeof err);
+    if (rc < 0) {
+        ht_err("%s", err);
+        close(go[1]);
+        waitpid(pid, NULL, 0);
+        return 1;
+    }
+    /* the terminal's ^C and ^\ are for CMD; we keep recording until it ends */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = forward_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    if (write(go[1], "g", 1) != 1) {
+        ht_err("cannot start %s", cmdv[0]);
+        return 1;
+    }
+    close(go[1]);
+    int exec_errno = 0;
+    ssize_t n;
+    do n = read(errp[0], &exec_errno, sizeof exec_errno);
+    while (n < 0 && errno == EINTR);
+    close(errp[0]);
+    if (n == (ssize_t)sizeof exec_errno) {
+        ht_err("cannot run '%s': %s", cmdv[0], strerror(exec_errno));
+        int st;
+        waitpid(pid, &st, 0);
+        ht_collector_destroy(col);
+        unlink(output);
+        return exec_errno == ENOENT ? 127 : 126;
+    }
+
+    int status = 0;
+    rc = ht_collector_run(col, pid, &status);
+    ht_collect_stats st;
+    ht_collector_stats(col, &st);
+    ht_collector_destroy(col);
+
+    int code;
+    if (WIFSIGNALED(status)) {
+        code = 128 + WTERMSIG(status);
+        ht_err("'%s' was killed by signal %d (%s)%s", cmdv[0], WTERMSIG(status), strsignal(WTERMSIG(status)),
+               WCOREDUMP(status) ? ", core dumped" : "");
+    } else {
+        code = WEXITSTATUS(status);
+    }
+    if (!quiet) {
+        print_stats(cmdline, output, &st);
+        ht_print_summary_of(output, stderr);
+    }
+    if (rc < 0 && code == 0) code = 1; /* the trace failed although the program did not */
+    return code;
+}

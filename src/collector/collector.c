@@ -1,0 +1,700 @@
+/*
+ * collector.c - see collector.h.
+ *
+ * Per traced process image (one control connection) the collector owns one
+ * shared region.  A drain round:
+ *   1. T = now (the session clock).
+ *   2. Snapshot the non-free sub-buffers, sort them by (thread serial, seq)
+ *      and, thread by thread, copy the newly committed records into that
+ *      thread's staging buffer; a FULL sub-buffer is read to its end and
+ *      returned to the free pool; an ACTIVE one ends the thread's turn.
+ *   3. Merge the staged records of all threads by timestamp, emitting only
+ *      those older than T (younger ones may still be overtaken by a record
+ *      another thread has not committed yet), and encode them.
+ * Everything read from the region is validated: a record with a length
+ * that does not fit, a committed size past the buffer end, an index out
+ * of range are counted as damage and skipped, never followed.
+ */
+#include "collector.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/clock.h"
+#include "../common/events.h"
+#include "../common/proto.h"
+#include "../common/shm.h"
+#include "../format/format.h"
+
+#define CHUNK_TARGET (512u * 1024u)
+
+typedef struct stage {
+    uint64_t serial;
+    uint32_t tid;
+    char name[16];
+    int name_sent;
+    ht_buf recs;
+    size_t pos;
+} stage;
+
+typedef struct proc {
+    int conn, efd;
+    uint32_t pid;
+    ht_shm_hdr *shm;
+    size_t size;
+    uint32_t count, sbsize;
+    uint64_t *consumed;
+    stage *stages;
+    size_t nstages;
+    int closed;
+    ht_encoder enc;
+    uint64_t last_flush;
+    struct proc *next;
+} proc;
+
+struct ht_collector {
+    ht_collect_opts o;
+    int lfd;
+    char sock_path[108];
+    char *out_path;
+    ht_writer w;
+    int writing;
+    ht_clock_conv conv;
+    uint32_t clock;
+    proc *procs;
+    ht_collect_stats st;
+    ht_encoder session_enc;
+    pid_t root;
+};
+
+static void set_err(char *err, size_t len, const char *what, const char *path, int e)
+{
+    snprintf(err, len, "%s %s: %s", what, path, strerror(e));
+}
+
+int ht_collector_create(ht_collector **out, const ht_collect_opts *o, const char *sock_path,
+                        const char *out_path, char *err, size_t errlen)
+{
+    ht_collector *c = calloc(1, sizeof *c);
+    if (!c) return -ENOMEM;
+    c->o = *o;
+    c->lfd = -1;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(sock_path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "socket path too long: %s", sock_path);
+        free(c);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, sock_path);
+    strcpy(c->sock_path, sock_path);
+    c->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    unlink(sock_path);
+    if (c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(c->lfd, 64) < 0) {
+        int e = errno;
+        set_err(err, errlen, "cannot listen on", sock_path, e);
+        if (c->lfd >= 0) close(c->lfd);
+        free(c);
+        return -e;
+    }
+    c->out_path = strdup(out_path);
+    c->clock = ht_clock_pick();
+    /* the file is created now so that a bad path fails before the program runs */
+    ht_file_header h;
+    ht_file_header_init(&h);
+    h.clock = c->clock;
+    h.collector_pid = (uint32_t)getpid();
+    int rc = ht_writer_open(&c->w, out_path, &h, o->zstd_level);
+    if (rc < 0) {
+        set_err(err, errlen, "cannot create", out_path, -rc);
+        close(c->lfd);
+        unlink(sock_path);
+        free(c->out_path);
+        free(c);
+        return rc;
+    }
+    c->writing = 1;
+    ht_enc_reset(&c->session_enc, HT_STREAM_SESSION);
+    *out = c;
+    return 0;
+}
+
+/* ---- writing ---- */
+
+static void write_failed(ht_collector *c, int rc)
+{
+    if (!c->st.write_error) {
+        c->st.write_error = -rc;
+        fprintf(stderr, "heaptrace: writing %s: %s; the trace stops here, the program runs on\n",
+                c->out_path, strerror(-rc));
+    }
+    c->writing = 0;
+    /* never make the program wait for a trace that cannot be written */
+    for (proc *p = c->procs; p; p = p->next)
+        if (p->shm) ht_atomic_store_release(&p->shm->state, HT_SHM_STOPPED);
+}
+
+static void flush_enc(ht_collector *c, ht_encoder *e)
+{
+    if (e->records == 0) return;
+    if (c->writing) {
+        int rc = ht_writer_chunk(&c->w, e);
+        if (rc < 0) write_failed(c, rc);
+    }
+    ht_enc_reset(e, e->stream);
+}
+
+static void put_event(ht_collector *c, ht_encoder *e, const ht_event *ev)
+{
+    if (ht_enc_event(e, ev) < 0) {
+        write_failed(c, -ENOMEM);
+        return;
+    }
+    c->st.records++;
+    if (ev->kind <= HT_EV_REALLOC) c->st.events++;
+    if (e->out.len >= CHUNK_TARGET) flush_enc(c, e);
+}
+
+static uint64_t now_ts(ht_collector *c)
+{
+    return ht_clock_conv_ns(&c->conv, ht_clock_read(c->clock));
+}
+
+/* ---- processes ---- */
+
+static void proc_free(proc *p)
+{
+    for (size_t i = 0; i < p->nstages; i++) ht_buf_free(&p->stages[i].recs);
+    free(p->stages);
+    free(p->consumed);
+    if (p->shm) munmap(p->shm, p->size);
+    if (p->conn >= 0) close(p->conn);
+    if (p->efd >= 0) close(p->efd);
+    ht_enc_free(&p->enc);
+    free(p);
+}
+
+static void read_cmdline(uint32_t pid, char *buf, size_t cap, size_t *len)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%u/cmdline", pid);
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, cap);
+    close(fd);
+    if (n <= 0) return;
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == 0) buf[i] = ' ';
+    while (n > 0 && buf[n - 1] == ' ') n--;
+    *len = (size_t)n;
+}
+
+static int send_session(int fd, uint32_t status, uint64_t size, int memfd, int efd)
+{
+    ht_msg_session m = {sizeof m, HT_PROTO_MAGIC, HT_PROTO_VERSION, HT_MSG_SESSION, status, 0, size};
+    struct iovec iov = {&m, sizeof m};
+    char cbuf[CMSG_SPACE(2 * sizeof(int))];
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (memfd >= 0) {
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof cbuf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+        int fds[2] = {memfd, efd};
+        memcpy(CMSG_DATA(cm), fds, sizeof fds);
+    }
+    return sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof m ? 0 : -errno;
+}
+
+static void accept_one(ht_collector *c)
+{
+    int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
+        (cr.uid != getuid() && cr.uid != 0)) {
+        close(fd);
+        return;
+    }
+    struct pollfd pf = {fd, POLLIN, 0};
+    ht_msg_hello hello;
+    if (poll(&pf, 1, 1000) != 1 || recv(fd, &hello, sizeof hello, 0) < (ssize_t)sizeof hello ||
+        hello.magic != HT_PROTO_MAGIC || hello.type != HT_MSG_HELLO) {
+        close(fd);
+        return;
+    }
+    uint32_t pid = (uint32_t)cr.pid; /* the kernel's word, not the peer's */
+    if ((pid_t)pid != c->root || !c->writing) {
+        send_session(fd, HT_PROTO_NOT_TRACED, 0, -1, -1);
+        close(fd);
+        return;
+    }
+    proc *p = calloc(1, sizeof *p);
+    if (!p) goto fail;
+    p->conn = fd;
+    p->efd = -1;
+    p->pid = pid;
+    p->count = c->o.subbuf_count;
+    p->sbsize = c->o.subbuf_size;
+    p->size = ht_shm_size(p->sbsize, p->count);
+    p->consumed = calloc(p->count, sizeof *p->consumed);
+    int memfd = memfd_create("heaptrace-session", MFD_CLOEXEC);
+    if (!p->consumed || memfd < 0 || ftruncate(memfd, (off_t)p->size) < 0) {
+        if (memfd >= 0) close(memfd);
+        goto fail_p;
+    }
+    p->shm = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (p->shm == MAP_FAILED) {
+        p->shm = NULL;
+        close(memfd);
+        goto fail_p;
+    }
+    ht_shm_init(p->shm, p->sbsize, p->count, c->o.mode, c->clock, pid);
+    ht_atomic_store_relaxed(&p->shm->heartbeat_ns, ht_mono_ns());
+    p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->efd < 0 || send_session(fd, HT_PROTO_OK, p->size, memfd, p->efd) < 0) {
+        close(memfd);
+        goto fail_p;
+    }
+    close(memfd);
+    ht_enc_reset(&p->enc, pid);
+    p->last_flush = ht_mono_ns();
+    p->next = c->procs;
+    c->procs = p;
+    c->st.processes++;
+    char cmd[4096];
+    size_t clen;
+    read_cmdline(pid, cmd, sizeof cmd, &clen);
+    ht_event ev = {.kind = HT_EV_PROCESS, .pid = pid, .tid = pid, .ts = now_ts(c), .nargs = 1};
+    ev.arg[0] = hello.ppid;
+    ev.text = cmd;
+    ev.text_len = (uint32_t)clen;
+    put_event(c, &p->enc, &ev);
+    return;
+fail_p:
+    proc_free(p);
+    return;
+fail:
+    close(fd);
+}
+
+/* ---- draining ---- */
+
+typedef struct cand {
+    uint64_t serial, seq;
+    uint32_t idx;
+} cand;
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->serial != y->serial) return x->serial < y->serial ? -1 : 1;
+    if (x->seq != y->seq) return x->seq < y->seq ? -1 : 1;
+    return 0;
+}
+
+static stage *stage_for(proc *p, uint64_t serial, uint32_t tid)
+{
+    for (size_t i = 0; i < p->nstages; i++)
+        if (p->stages[i].serial == serial) return &p->stages[i];
+    stage *n = realloc(p->stages, (p->nstages + 1) * sizeof *n);
+    if (!n) return NULL;
+    p->stages = n;
+    stage *s = &n[p->nstages++];
+    memset(s, 0, sizeof *s);
+    s->serial = serial;
+    s->tid = tid;
+    return s;
+}
+
+static size_t min_words(unsigned kind)
+{
+    switch (kind) {
+    case HT_EV_ALLOC: return sizeof(ht_rec_alloc) / 8;
+    case HT_EV_FREE: return sizeof(ht_rec_free) / 8;
+    case HT_EV_REALLOC: return sizeof(ht_rec_realloc) / 8;
+    case HT_EV_LOST: return sizeof(ht_rec_lost) / 8;
+    case HT_EV_THREAD: return sizeof(ht_rec_thread) / 8;
+    case HT_EV_HEAP_CREATE:
+    case HT_EV_MARKER:
+    case HT_EV_HEAP_DESTROY: return sizeof(ht_rec_text) / 8;
+    default: return 2;
+    }
+}
+
+/* Copy the valid records of data[from, to) into the stage; returns the
+ * offset up to which the data was consumed (== to unless damaged). */
+static void copy_records(ht_collector *c, stage *s, const uint8_t *data, uint64_t from, uint64_t to)
+{
+    uint64_t off = from;
+    while (off + sizeof(ht_rec_hdr) <= to) {
+        ht_rec_hdr h;
+        memcpy(&h, data + off, sizeof h);
+        size_t bytes = (size_t)h.words * 8;
+        if (h.words < min_words(h.kind) || bytes > to - off) {
+            c->st.damaged++;
+            return; /* the rest of this buffer cannot be framed */
+        }
+        if (s && ht_buf_reserve(&s->recs, bytes) == 0) {
+            memcpy(s->recs.data + s->recs.len, data + off, bytes);
+            s->recs.len += bytes;
+        }
+        off += bytes;
+    }
+    if (off != to) c->st.damaged++;
+}
+
+static int drain_proc(ht_collector *c, proc *p, int final)
+{
+    ht_shm_hdr *h = p->shm;
+    const uint64_t data_cap = p->sbsize - HT_SUBBUF_HDR_SIZE;
+    int busy = 0, pushed = 0;
+    ht_atomic_store_relaxed(&h->heartbeat_ns, ht_mono_ns());
+    cand *cv = malloc(p->count * sizeof *cv);
+    if (!cv) return 0;
+    size_t n = 0;
+    for (uint32_t i = 0; i < p->count; i++) {
+        ht_subbuf *sb = ht_shm_subbuf(h, i);
+        /* acquire: pairs with the producer's release of ACTIVE/FULL, making
+         * serial/seq (and for FULL the final committed) visible */
+        uint32_t stt = ht_atomic_load_acquire(&sb->state);
+        if (stt == HT_SB_ACTIVE || stt == HT_SB_FULL) cv[n++] = (cand){sb->serial, sb->seq, i};
+    }
+    qsort(cv, n, sizeof *cv, cand_cmp);
+    for (size_t k = 0; k < n; k++) {
+        if (k > 0 && cv[k].serial == cv[k - 1].serial && cv[k - 1].idx == UINT32_MAX) {
+            cv[k].idx = UINT32_MAX; /* an earlier buffer of this thread is still ACTIVE */
+            continue;
+        }
+        ht_subbuf *sb = ht_shm_subbuf(h, cv[k].idx);
+        uint32_t stt = ht_atomic_load_acquire(&sb->state);
+        /* acquire: pairs with the release store of committed (ht__commit) */
+        uint64_t com = ht_atomic_load_acquire(&sb->committed);
+        if (com > data_cap) {
+            c->st.damaged++;
+            com = data_cap;
+        }
+        uint64_t from = p->consumed[cv[k].idx];
+        if (com > from) {
+            stage *s = stage_for(p, cv[k].serial, sb->tid);
+            copy_records(c, s, (const uint8_t *)sb + HT_SUBBUF_HDR_SIZE, from, com);
+            p->consumed[cv[k].idx] = com;
+            busy = 1;
+        }
+        if (stt == HT_SB_FULL || (final && stt == HT_SB_ACTIVE)) {
+            p->consumed[cv[k].idx] = 0;
+            ht_shm_push(h, cv[k].idx);
+            c->st.subbufs++;
+            pushed = 1;
+            busy = 1;
+        } else {
+            cv[k].idx = UINT32_MAX; /* mark: later buffers of this serial wait */
+        }
+    }
+    free(cv);
+    if (pushed && ht_atomic_load_acquire(&h->waiters))
+        syscall(SYS_futex, &h->free_seq, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    return busy;
+}
+
+static uint64_t rec_ts(const stage *s)
+{
+    ht_rec_hdr h;
+    memcpy(&h, s->recs.data + s->pos, sizeof h);
+    return h.ts;
+}
+
+static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
+{
+    ht_rec_hdr h;
+    memcpy(&h, r, sizeof h);
+    ht_event ev = {.kind = h.kind, .pid = p->pid, .tid = s->tid, .api = h.api,
+                   .source = h.source, .heap = h.heap, .ts = ht_clock_conv_ns(&c->conv, h.ts)};
+    switch (h.kind) {
+    case HT_EV_ALLOC: {
+        ht_rec_alloc a;
+        memcpy(&a, r, sizeof a);
+        ev.addr = a.addr;
+        ev.size = a.size;
+        break;
+    }
+    case HT_EV_FREE: {
+        ht_rec_free a;
+        memcpy(&a, r, sizeof a);
+        ev.addr = a.addr;
+        break;
+    }
+    case HT_EV_REALLOC: {
+        ht_rec_realloc a;
+        memcpy(&a, r, sizeof a);
+        ev.addr = a.new_addr;
+        ev.size = a.new_size;
+        ev.old_addr = a.old_addr;
+        ev.old_size = a.old_size;
+        break;
+    }
+    case HT_EV_LOST: {
+        ht_rec_lost a;
+        memcpy(&a, r, sizeof a);
+        ev.nargs = 1;
+        ev.arg[0] = a.count;
+        ev.heap = 0;
+        c->st.lost += a.count;
+        break;
+    }
+    case HT_EV_THREAD: {
+        ht_rec_thread a;
+        memcpy(&a, r, sizeof a);
+        a.name[15] = 0;
+        s->tid = a.tid;
+        if (s->name_sent && strcmp(s->name, a.name) == 0) return;
+        memcpy(s->name, a.name, sizeof s->name);
+        s->name_sent = 1;
+        ev.tid = a.tid;
+        ev.heap = 0;
+        ev.nargs = 1;
+        ev.arg[0] = a.tid;
+        ev.text = s->name;
+        ev.text_len = (uint32_t)strlen(s->name);
+        break;
+    }
+    case HT_EV_HEAP_CREATE:
+    case HT_EV_HEAP_DESTROY:
+    case HT_EV_MARKER: {
+        const ht_rec_text *t = (const ht_rec_text *)r;
+        size_t room = (size_t)h.words * 8 - sizeof(ht_rec_text);
+        uint32_t len;
+        memcpy(&len, &t->len, sizeof len);
+        if (len > room) len = (uint32_t)room;
+        ev.text = (const char *)r + sizeof(ht_rec_text);
+        ev.text_len = len;
+        if (h.kind == HT_EV_HEAP_CREATE) {
+            ev.nargs = 1;
+            memcpy(&ev.arg[0], &t->flags, 4);
+            ev.arg[0] &= 0xffffffffu;
+        }
+        if (h.kind == HT_EV_MARKER) ev.heap = 0;
+        break;
+    }
+    default:
+        return; /* unknown record from a newer runtime: skipped by length */
+    }
+    if (ev.kind <= HT_EV_REALLOC && (ev.api >= HT_API_COUNT || ev.source > 7)) {
+        c->st.damaged++;
+        return;
+    }
+    put_event(c, &p->enc, &ev);
+}
+
+/* Emit staged records older than `until`, in timestamp order. */
+static void merge_proc(ht_collector *c, proc *p, uint64_t until)
+{
+    for (;;) {
+        stage *best = NULL;
+        uint64_t best_ts = 0;
+        for (size_t i = 0; i < p->nstages; i++) {
+            stage *s = &p->stages[i];
+            if (s->pos >= s->recs.len) continue;
+            uint64_t ts = rec_ts(s);
+            if (ts >= until) continue;
+            if (!best || (int64_t)(ts - best_ts) < 0) best = s, best_ts = ts;
+        }
+        if (!best) break;
+        const uint8_t *r = best->recs.data + best->pos;
+        best->pos += (size_t)((const ht_rec_hdr *)r)->words * 8;
+        emit_record(c, p, best, r);
+    }
+    for (size_t i = 0; i < p->nstages; i++) {
+        stage *s = &p->stages[i];
+        if (s->pos == s->recs.len) {
+            s->pos = s->recs.len = 0;
+        } else if (s->pos > s->recs.len / 2) {
+            memmove(s->recs.data, s->recs.data + s->pos, s->recs.len - s->pos);
+            s->recs.len -= s->pos;
+            s->pos = 0;
+        }
+    }
+}
+
+static int drain_all(ht_collector *c, int final)
+{
+    int busy = 0;
+    uint64_t until = final ? UINT64_MAX : ht_clock_read(c->clock);
+    uint64_t now = ht_mono_ns();
+    for (proc *p = c->procs; p; p = p->next) {
+        if (!p->shm) continue;
+        int done = final || p->closed;
+        busy |= drain_proc(c, p, done);
+        merge_proc(c, p, done ? UINT64_MAX : until);
+        if (done || now - p->last_flush >= (uint64_t)c->o.flush_ms * 1000000u) {
+            ht_clock_conv_update(&c->conv);
+            flush_enc(c, &p->enc);
+            p->last_flush = now;
+        }
+    }
+    return busy;
+}
+
+/* A connection closed: that process image is gone (exit or exec).  Its
+ * region is drained to the end and released. */
+static void reap_closed(ht_collector *c)
+{
+    proc **pp = &c->procs;
+    while (*pp) {
+        proc *p = *pp;
+        if (!p->closed) {
+            pp = &p->next;
+            continue;
+        }
+        drain_proc(c, p, 1);
+        merge_proc(c, p, UINT64_MAX);
+        uint64_t orphan = ht_atomic_load_relaxed(&p->shm->lost_unreported);
+        if (orphan && orphan < (1ull << 48)) {
+            ht_event ev = {.kind = HT_EV_LOST, .pid = p->pid, .ts = now_ts(c), .nargs = 1};
+            ev.arg[0] = orphan;
+            c->st.lost += orphan;
+            put_event(c, &p->enc, &ev);
+        }
+        c->st.starved += ht_atomic_load_relaxed(&p->shm->starved);
+        flush_enc(c, &p->enc);
+        *pp = p->next;
+        proc_free(p);
+    }
+}
+
+int ht_collector_run(ht_collector *c, pid_t root, int *status)
+{
+    c->root = root;
+    ht_clock_conv_init(&c->conv, c->clock);
+    ht_file_header h = c->w.hdr;
+    h.start_mono_ns = c->conv.start_mono;
+    h.start_real_ns = c->conv.start_real;
+    h.start_raw = c->conv.start_raw;
+    h.raw_per_sec = (uint64_t)(1e9 / c->conv.rate);
+    if (c->writing) ht_writer_update_header(&c->w, &h);
+    {
+        ht_event ev = {.kind = HT_EV_SESSION_START, .ts = 0, .nargs = 4};
+        ev.arg[0] = c->o.mode;
+        ev.arg[1] = c->o.subbuf_size;
+        ev.arg[2] = c->o.subbuf_count;
+        ev.arg[3] = c->o.flush_ms;
+        ev.text = c->o.command;
+        ev.text_len = c->o.command ? (uint32_t)strlen(c->o.command) : 0;
+        put_event(c, &c->session_enc, &ev);
+    }
+    int pidfd = (int)syscall(SYS_pidfd_open, root, 0);
+    int exited = 0;
+    while (!exited) {
+        int busy = drain_all(c, 0);
+        reap_closed(c);
+        /* tell producers to kick us, then look once more before sleeping:
+         * seq_cst on both sides orders our store against their FULL store */
+        for (proc *p = c->procs; p; p = p->next) atomic_store(&p->shm->consumer_idle, 1);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!busy) busy = drain_all(c, 0);
+        size_t np = 0;
+        for (proc *p = c->procs; p; p = p->next) np++;
+        struct pollfd *pf = calloc(2 + 2 * np, sizeof *pf);
+        size_t k = 0;
+        pf[k++] = (struct pollfd){c->lfd, POLLIN, 0};
+        if (pidfd >= 0) pf[k++] = (struct pollfd){pidfd, POLLIN, 0};
+        for (proc *p = c->procs; p; p = p->next) {
+            pf[k++] = (struct pollfd){p->conn, POLLIN, 0};
+            pf[k++] = (struct pollfd){p->efd, POLLIN, 0};
+        }
+        int timeout = busy ? 1 : (int)(c->o.flush_ms < 100 ? c->o.flush_ms : 100);
+        int r = poll(pf, k, pidfd >= 0 ? timeout : (timeout > 10 ? 10 : timeout));
+        for (proc *p = c->procs; p; p = p->next) atomic_store(&p->shm->consumer_idle, 0);
+        if (r > 0) {
+            size_t j = pidfd >= 0 ? 2 : 1;
+            for (proc *p = c->procs; p; p = p->next, j += 2) {
+                if (pf[j].revents & (POLLIN | POLLHUP | POLLERR)) {
+                    char buf[64];
+                    ssize_t got = recv(p->conn, buf, sizeof buf, MSG_DONTWAIT);
+                    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) p->closed = 1;
+                }
+                if (pf[j + 1].revents & POLLIN) {
+                    uint64_t v;
+                    ssize_t rd = read(p->efd, &v, sizeof v);
+                    (void)rd;
+                }
+            }
+            if (pf[0].revents & POLLIN) accept_one(c);
+        }
+        free(pf);
+        pid_t w = waitpid(root, status, WNOHANG);
+        if (w == root) exited = 1;
+        else if (w < 0 && errno == ECHILD) exited = 1, *status = 0;
+    }
+    if (pidfd >= 0) close(pidfd);
+    /* the process is gone: everything it committed is in its regions */
+    accept_one(c); /* a late hello must not be left hanging */
+    for (proc *p = c->procs; p; p = p->next) p->closed = 1;
+    uint64_t end_ts = now_ts(c);
+    proc *last = NULL;
+    for (proc *p = c->procs; p; p = p->next)
+        if (p->pid == (uint32_t)root) last = p;
+    if (last) {
+        drain_proc(c, last, 1);
+        merge_proc(c, last, UINT64_MAX);
+        ht_event ev = {.kind = HT_EV_PROCESS_END, .pid = (uint32_t)root, .tid = (uint32_t)root,
+                       .ts = end_ts, .nargs = 2};
+        ev.arg[0] = WIFEXITED(*status) ? (uint64_t)WEXITSTATUS(*status) : 0;
+        ev.arg[1] = WIFSIGNALED(*status) ? (uint64_t)WTERMSIG(*status) : 0;
+        put_event(c, &last->enc, &ev);
+    }
+    reap_closed(c);
+    ht_event ev = {.kind = HT_EV_SESSION_END, .ts = end_ts, .nargs = 4};
+    ev.arg[0] = c->st.events;
+    ev.arg[1] = c->st.lost;
+    ev.arg[2] = c->st.subbufs;
+    ev.arg[3] = c->st.damaged;
+    put_event(c, &c->session_enc, &ev);
+    flush_enc(c, &c->session_enc);
+    if (c->writing) {
+        ht_clock_conv_update(&c->conv);
+        h.raw_per_sec = (uint64_t)(1e9 / c->conv.rate);
+        ht_writer_update_header(&c->w, &h);
+    }
+    c->st.bytes = c->w.offset;
+    int rc = ht_writer_close(&c->w);
+    if (rc < 0 && !c->st.write_error) write_failed(c, rc);
+    return c->st.write_error ? -c->st.write_error : 0;
+}
+
+void ht_collector_stats(const ht_collector *c, ht_collect_stats *s)
+{
+    *s = c->st;
+}
+
+void ht_collector_destroy(ht_collector *c)
+{
+    if (!c) return;
+    while (c->procs) {
+        proc *p = c->procs;
+        c->procs = p->next;
+        proc_free(p);
+    }
+    if (c->lfd >= 0) close(c->lfd);
+    unlink(c->sock_path);
+    if (c->w.fd > 0) ht_writer_close(&c->w);
+    ht_enc_free(&c->session_enc);
+    free(c->out_path);
+    free(c);
+}

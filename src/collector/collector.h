@@ -1,0 +1,54 @@
+/*
+ * collector.h - a recording session on the collector side: the control
+ * socket, the shared regions of the traced processes, draining them,
+ * merging each process's threads into timestamp order, encoding and
+ * writing the trace.  Single-threaded; driven by ht_collector_run.
+ */
+#ifndef HT_COLLECTOR_H
+#define HT_COLLECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct ht_collect_opts {
+    uint32_t mode;         /* enum ht_mode */
+    uint32_t subbuf_size;  /* bytes, header included */
+    uint32_t subbuf_count;
+    uint32_t flush_ms;     /* longest time an event waits in shared memory */
+    int zstd_level;
+    const char *command;   /* for the SESSION_START record */
+} ht_collect_opts;
+
+#define HT_DEFAULT_SUBBUF_SIZE (64u * 1024u)
+#define HT_DEFAULT_SUBBUF_COUNT 64u
+#define HT_DEFAULT_FLUSH_MS 100u
+#define HT_DEFAULT_ZSTD_LEVEL 3
+
+typedef struct ht_collect_stats {
+    uint64_t events;       /* heap events written (alloc, free, realloc) */
+    uint64_t records;      /* all records written */
+    uint64_t lost;         /* events the runtime dropped (drop mode / starvation) */
+    uint64_t subbufs;      /* sub-buffers drained */
+    uint64_t bytes;        /* trace file size */
+    uint64_t damaged;      /* invalid records found in shared memory */
+    uint64_t starved;      /* block-mode waits given up */
+    uint64_t processes;
+    int write_error;       /* errno of the first write failure, 0 if none */
+} ht_collect_stats;
+
+typedef struct ht_collector ht_collector;
+
+/* Creates the listening socket at sock_path and the trace file at out_path.
+ * Returns 0 or -errno with a one-line reason in err. */
+int ht_collector_create(ht_collector **out, const ht_collect_opts *o, const char *sock_path,
+                        const char *out_path, char *err, size_t errlen);
+
+/* Records until process `root` exits; *status gets its wait status.
+ * Returns 0, or -errno if the session failed (the process still ran). */
+int ht_collector_run(ht_collector *c, pid_t root, int *status);
+
+void ht_collector_stats(const ht_collector *c, ht_collect_stats *s);
+void ht_collector_destroy(ht_collector *c);
+
+#endif

@@ -1,0 +1,97 @@
+/* clock.c - clock choice and raw-to-ns conversion (collector side). */
+#include "clock.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+static int read_small_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    return (int)n;
+}
+
+uint32_t ht_clock_pick(void)
+{
+    const char *force = getenv("HEAPTRACE_CLOCK");
+    if (force && strcmp(force, "monotonic") == 0) return HT_CLOCK_MONOTONIC;
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0x80000007, &a, &b, &c, &d) || !(d & (1u << 8)))
+        return HT_CLOCK_MONOTONIC; /* no invariant TSC */
+    char cs[64];
+    if (read_small_file("/sys/devices/system/clocksource/clocksource0/current_clocksource", cs,
+                        sizeof cs) > 0 &&
+        strncmp(cs, "tsc", 3) != 0)
+        return HT_CLOCK_MONOTONIC; /* the kernel does not trust it */
+    return HT_CLOCK_TSC;
+#else
+    return HT_CLOCK_MONOTONIC;
+#endif
+}
+
+/* One (raw, mono) pair read as close together as possible. */
+static void sample(uint32_t clock, uint64_t *raw, uint64_t *mono)
+{
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < 3; i++) {
+        uint64_t r0 = ht_clock_read(clock);
+        uint64_t m = ht_mono_ns();
+        uint64_t r1 = ht_clock_read(clock);
+        if (r1 - r0 < best) {
+            best = r1 - r0;
+            *raw = r0 + (r1 - r0) / 2;
+            *mono = m;
+        }
+    }
+}
+
+void ht_clock_conv_init(ht_clock_conv *c, uint32_t clock)
+{
+    memset(c, 0, sizeof *c);
+    c->clock = clock;
+    sample(clock, &c->start_raw, &c->start_mono);
+    c->start_real = ht_real_ns();
+    c->seg_raw = c->start_raw;
+    c->seg_ns = 0;
+    c->rate = 1.0;
+    if (clock == HT_CLOCK_TSC) {
+        /* first estimate over ~1 ms; refined by every ht_clock_conv_update */
+        uint64_t raw, mono;
+        do sample(clock, &raw, &mono);
+        while (mono - c->start_mono < 1000000);
+        c->rate = (double)(mono - c->start_mono) / (double)(raw - c->start_raw);
+    }
+}
+
+void ht_clock_conv_update(ht_clock_conv *c)
+{
+    if (c->clock != HT_CLOCK_TSC) return;
+    uint64_t raw, mono;
+    sample(c->clock, &raw, &mono);
+    if (raw <= c->seg_raw || mono <= c->start_mono) return;
+    /* start a new segment at `raw`, continuous with the old one, whose slope
+     * steers towards CLOCK_MONOTONIC over the whole session so far */
+    uint64_t ns_now = ht_clock_conv_ns(c, raw);
+    double whole = (double)(mono - c->start_mono) / (double)(raw - c->start_raw);
+    c->seg_raw = raw;
+    c->seg_ns = ns_now;
+    c->rate = whole;
+}
+
+uint64_t ht_clock_conv_ns(const ht_clock_conv *c, uint64_t raw)
+{
+    if (c->clock != HT_CLOCK_TSC) return raw >= c->start_raw ? raw - c->start_raw : 0;
+    double d = (double)(int64_t)(raw - c->seg_raw) * c->rate;
+    double ns = (double)c->seg_ns + d;
+    return ns <= 0 ? 0 : (uint64_t)ns;
+}

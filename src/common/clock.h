@@ -1,0 +1,67 @@
+/*
+ * clock.h - the session clock: the TSC where it is invariant, else
+ * CLOCK_MONOTONIC in ns.  The collector decides which (ht_clock_pick) and
+ * writes it into the shared region; runtime and collector then read the same
+ * clock, so their timestamps compare directly.  ht_clock_conv turns raw
+ * readings into ns since the session start, re-calibrating piecewise
+ * against CLOCK_MONOTONIC so long sessions do not drift.
+ */
+#ifndef HT_CLOCK_H
+#define HT_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "shm.h"
+
+static inline uint64_t ht_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t ht_real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t ht_rdtsc(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+#else
+    return ht_mono_ns();
+#endif
+}
+
+static inline uint64_t ht_clock_read(uint32_t clock)
+{
+    return HT_LIKELY(clock == HT_CLOCK_TSC) ? ht_rdtsc() : ht_mono_ns();
+}
+
+/* HT_CLOCK_TSC if this machine has an invariant TSC that the kernel uses as
+ * its clocksource, else HT_CLOCK_MONOTONIC.  HEAPTRACE_CLOCK=monotonic forces
+ * the fallback. */
+uint32_t ht_clock_pick(void);
+
+/* Converter from raw readings to ns since the session start. */
+typedef struct ht_clock_conv {
+    uint32_t clock;
+    uint64_t start_raw, start_mono, start_real;
+    /* current segment: ns = seg_ns + (raw - seg_raw) * rate */
+    uint64_t seg_raw, seg_ns;
+    double rate; /* ns per raw unit */
+    uint64_t last_ns;
+} ht_clock_conv;
+
+void ht_clock_conv_init(ht_clock_conv *c, uint32_t clock);
+/* Re-measure the rate against CLOCK_MONOTONIC; call now and then (each flush). */
+void ht_clock_conv_update(ht_clock_conv *c);
+uint64_t ht_clock_conv_ns(const ht_clock_conv *c, uint64_t raw);
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * format.h - the .htrace file format, version 1 (see docs/FORMAT.md, which
+ * is the normative description; keep the two in step).
+ *
+ *   file   = header (256 bytes) chunk*
+ *   chunk  = chunk header (48 bytes) payload (zstd frame or raw bytes)
+ *   payload decodes to records in timestamp order for one stream (process).
+ *
+ * Library conventions: functions return 0 (or a count) on success and a
+ * negative errno-style value on failure; readers never trust a length.
+ */
+#ifndef HT_FORMAT_H
+#define HT_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/events.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the format is written little-endian");
+
+#define HT_FILE_MAGIC "\x89HTRACE\n"
+#define HT_FORMAT_MAJOR 1
+#define HT_FORMAT_MINOR 0
+#define HT_FILE_HEADER_SIZE 256u
+#define HT_CHUNK_MAGIC 0x4b435448u /* "HTCK" */
+#define HT_CHUNK_HEADER_SIZE 48u
+#define HT_CHUNK_RAW_MAX (64u << 20)
+#define HT_CHUNK_FLAG_ZSTD 1u
+#define HT_STREAM_SESSION 0u /* stream of session-wide records */
+
+typedef struct ht_file_header {
+    char magic[8];
+    uint16_t major, minor;
+    uint32_t header_size;
+    uint32_t flags;
+    uint32_t crc; /* crc32 of the header_size bytes with this field zero */
+    uint64_t start_mono_ns; /* CLOCK_MONOTONIC at ts 0 */
+    uint64_t start_real_ns; /* CLOCK_REALTIME at ts 0 */
+    uint64_t start_raw;     /* raw clock at ts 0 */
+    uint64_t raw_per_sec;   /* raw clock rate (TSC Hz), 1e9 for CLOCK_MONOTONIC */
+    uint32_t clock;         /* enum ht_clock */
+    uint32_t collector_pid;
+    char hostname[64];
+    char kernel[64];
+    char machine[16];
+    uint8_t reserved[256 - 208];
+} ht_file_header;
+_Static_assert(sizeof(ht_file_header) == HT_FILE_HEADER_SIZE, "file header size");
+
+typedef struct ht_chunk_header {
+    uint32_t magic;
+    uint32_t header_size;
+    uint32_t stream;    /* pid of the process, 0 for session records */
+    uint32_t flags;     /* HT_CHUNK_FLAG_* */
+    uint64_t ts_first;  /* ns since session start */
+    uint64_t ts_last;
+    uint32_t records;
+    uint32_t raw_size;     /* decoded payload size */
+    uint32_t stored_size;  /* bytes that follow the header */
+    uint32_t crc;          /* crc32 of header bytes [0,44) then the stored payload */
+} ht_chunk_header;
+_Static_assert(sizeof(ht_chunk_header) == HT_CHUNK_HEADER_SIZE, "chunk header size");
+
+/* A decoded record.  Which fields are meaningful depends on `kind`:
+ *   ALLOC      heap api source addr size
+ *   FREE       heap api source addr
+ *   REALLOC    heap api source addr(new) size(new) old_addr old_size
+ *   HEAP_CREATE heap, arg[0]=flags, text=name      HEAP_DESTROY heap
+ *   MARKER     text                                 LOST arg[0]=count
+ *   THREAD     tid, text=name                       PROCESS arg[0]=ppid, text=command line
+ *   PROCESS_END arg[0]=exit code, arg[1]=signal (0: exited)
+ *   SESSION_START arg = mode, sub-buffer size, sub-buffer count, flush ms; text=command
+ *   SESSION_END arg = events, lost, sub-buffers drained, damaged records */
+#define HT_EVENT_ARGS 6
+typedef struct ht_event {
+    uint32_t kind, pid, tid;
+    uint8_t api, source;
+    uint16_t nargs;
+    uint64_t ts; /* ns since session start */
+    uint64_t heap;
+    uint64_t addr, size, old_addr, old_size;
+    uint64_t arg[HT_EVENT_ARGS];
+    const char *text; /* not NUL-terminated; valid until the next read */
+    uint32_t text_len;
+} ht_event;
+
+/* ---- growable byte buffer ---- */
+typedef struct ht_buf {
+    uint8_t *data;
+    size_t len, cap;
+} ht_buf;
+int ht_buf_reserve(ht_buf *b, size_t extra);
+void ht_buf_free(ht_buf *b);
+
+/* ---- chunk payload encoder / decoder ---- */
+#define HT_CODEC_CTX 64
+typedef struct ht_codec_ctx {
+    uint32_t tid;
+    uint64_t alloc_addr, free_addr, heap;
+} ht_codec_ctx;
+
+typedef struct ht_encoder {
+    ht_buf out;
+    uint32_t stream, records;
+    uint64_t ts_first, ts_last, prev_ts;
+    uint32_t prev_tid;
+    ht_codec_ctx ctx[HT_CODEC_CTX];
+} ht_encoder;
+
+void ht_enc_reset(ht_encoder *e, uint32_t stream);
+int ht_enc_event(ht_encoder *e, const ht_event *ev);
+void ht_enc_free(ht_encoder *e);
+
+typedef struct ht_decoder {
+    const uint8_t *p, *end;
+    uint32_t stream;
+    uint64_t prev_ts;
+    uint32_t prev_tid;
+    ht_codec_ctx ctx[HT_CODEC_CTX];
+} ht_decoder;
+
+void ht_dec_init(ht_decoder *d, uint32_t stream, uint64_t ts_first, const void *data, size_t len);
+/* 1: an event in *ev; 0: end of payload; -EBADMSG: malformed payload. */
+int ht_dec_next(ht_decoder *d, ht_event *ev);
+
+/* ---- writer ---- */
+typedef struct ht_writer {
+    int fd;
+    int level;            /* zstd level */
+    uint64_t offset;      /* bytes written */
+    uint64_t chunks;
+    void *cctx;           /* ZSTD_CCtx */
+    ht_buf zbuf;
+    ht_file_header hdr;
+} ht_writer;
+
+/* Creates (mode 0600) and writes the header.  -errno on failure. */
+int ht_writer_open(ht_writer *w, const char *path, const ht_file_header *hdr, int level);
+int ht_writer_chunk(ht_writer *w, const ht_encoder *e);
+/* Rewrites the header (e.g. a refined clock rate) if the file is seekable. */
+int ht_writer_update_header(ht_writer *w, const ht_file_header *hdr);
+int ht_writer_close(ht_writer *w);
+void ht_file_header_init(ht_file_header *h);
+
+/* ---- reader ---- */
+typedef struct ht_reader {
+    int fd;
+    const char *path;
+    uint64_t file_size, offset;
+    ht_file_header hdr;
+    ht_buf stored, raw;
+    void *dctx; /* ZSTD_DCtx */
+    ht_decoder dec;
+    int in_chunk;
+    ht_chunk_header chunk;
+    uint64_t chunk_offset;
+    /* what went wrong, for one clear message at the end */
+    uint64_t chunks_ok, chunks_bad, bytes_skipped;
+    uint64_t first_bad_offset;
+    char first_bad_what[96];
+    int truncated;
+    uint64_t truncated_at;
+} ht_reader;
+
+/* Opens and checks the header.  On failure returns -errno / -EBADMSG /
+ * -EPROTONOSUPPORT (newer major) and writes a one-line reason into err. */
+int ht_reader_open(ht_reader *r, const char *path, char *err, size_t errlen);
+/* 1: next event; 0: end (intact or not: see ht_reader_problems). */
+int ht_reader_next(ht_reader *r, ht_event *ev);
+/* A one-line description of skipped damage / truncation, or NULL if clean. */
+const char *ht_reader_problems(const ht_reader *r, char *buf, size_t len);
+void ht_reader_close(ht_reader *r);
+
+#endif

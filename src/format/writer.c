@@ -1,0 +1,125 @@
+/* writer.c - writes the .htrace header and zstd-compressed chunks. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "format.h"
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+void ht_file_header_init(ht_file_header *h)
+{
+    memset(h, 0, sizeof *h);
+    memcpy(h->magic, HT_FILE_MAGIC, 8);
+    h->major = HT_FORMAT_MAJOR;
+    h->minor = HT_FORMAT_MINOR;
+    h->header_size = HT_FILE_HEADER_SIZE;
+    struct utsname u;
+    if (uname(&u) == 0) {
+        snprintf(h->hostname, sizeof h->hostname, "%.63s", u.nodename);
+        snprintf(h->kernel, sizeof h->kernel, "%.63s", u.release);
+        snprintf(h->machine, sizeof h->machine, "%.15s", u.machine);
+    }
+}
+
+static void seal_header(ht_file_header *h)
+{
+    h->crc = 0;
+    h->crc = (uint32_t)crc32(0, (const Bytef *)h, sizeof *h);
+}
+
+int ht_writer_open(ht_writer *w, const char *path, const ht_file_header *hdr, int level)
+{
+    memset(w, 0, sizeof *w);
+    w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (w->fd < 0) return -errno;
+    w->level = level;
+    w->cctx = ZSTD_createCCtx();
+    if (!w->cctx) {
+        close(w->fd);
+        return -ENOMEM;
+    }
+    w->hdr = *hdr;
+    seal_header(&w->hdr);
+    int rc = write_all(w->fd, &w->hdr, sizeof w->hdr);
+    if (rc < 0) {
+        ZSTD_freeCCtx(w->cctx);
+        close(w->fd);
+        return rc;
+    }
+    w->offset = sizeof w->hdr;
+    return 0;
+}
+
+int ht_writer_update_header(ht_writer *w, const ht_file_header *hdr)
+{
+    w->hdr = *hdr;
+    seal_header(&w->hdr);
+    if (pwrite(w->fd, &w->hdr, sizeof w->hdr, 0) != (ssize_t)sizeof w->hdr)
+        return errno == ESPIPE ? 0 : -errno;
+    return 0;
+}
+
+int ht_writer_chunk(ht_writer *w, const ht_encoder *e)
+{
+    if (e->records == 0) return 0;
+    if (e->out.len > HT_CHUNK_RAW_MAX) return -EFBIG;
+    size_t bound = ZSTD_compressBound(e->out.len);
+    w->zbuf.len = 0;
+    if (ht_buf_reserve(&w->zbuf, bound) < 0) return -ENOMEM;
+    size_t z = ZSTD_compressCCtx(w->cctx, w->zbuf.data, bound, e->out.data, e->out.len, w->level);
+    ht_chunk_header ch = {
+        .magic = HT_CHUNK_MAGIC,
+        .header_size = HT_CHUNK_HEADER_SIZE,
+        .stream = e->stream,
+        .flags = HT_CHUNK_FLAG_ZSTD,
+        .ts_first = e->ts_first,
+        .ts_last = e->ts_last,
+        .records = e->records,
+        .raw_size = (uint32_t)e->out.len,
+    };
+    const void *payload = w->zbuf.data;
+    if (ZSTD_isError(z) || z >= e->out.len) { /* store raw if it does not shrink */
+        ch.flags = 0;
+        payload = e->out.data;
+        z = e->out.len;
+    }
+    ch.stored_size = (uint32_t)z;
+    uLong crc = crc32(0, (const Bytef *)&ch, offsetof(ht_chunk_header, crc));
+    ch.crc = (uint32_t)crc32(crc, payload, (uInt)z);
+    int rc = write_all(w->fd, &ch, sizeof ch);
+    if (rc == 0) rc = write_all(w->fd, payload, z);
+    if (rc < 0) return rc;
+    w->offset += sizeof ch + z;
+    w->chunks++;
+    return 0;
+}
+
+int ht_writer_close(ht_writer *w)
+{
+    int rc = 0;
+    if (w->fd >= 0 && close(w->fd) < 0) rc = -errno;
+    w->fd = -1;
+    ZSTD_freeCCtx(w->cctx);
+    w->cctx = NULL;
+    ht_buf_free(&w->zbuf);
+    return rc;
+}

@@ -1,0 +1,188 @@
+/*
+ * rt.h - internal state of libheaptrace.so and its recording fast path.
+ *
+ * Invariants:
+ *  - ht__on is 0 while no session records this process, else the session's
+ *    generation.  It is the only thing the idle path reads.
+ *  - A thread records into the sub-buffer it owns (tls.sb) between tls.cur
+ *    and tls.end.  tls.gen != ht__on means the window is stale (new session,
+ *    first event of the thread, after fork): the slow path re-validates.
+ *  - tls.in_emit is set while a record is being written; an event arriving
+ *    then (a signal handler that allocates) is counted as lost, never written
+ *    into the half-built record.
+ *  - tls.nest > 0 while a C++ wrapper runs the real operator: the malloc/free
+ *    it makes inside is part of that one event and is not recorded again.
+ */
+#ifndef HT_RT_H
+#define HT_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/atomic.h"
+#include "../common/clock.h"
+#include "../common/events.h"
+#include "../common/shm.h"
+
+typedef struct ht_tls {
+    char *cur, *end, *data; /* write window in the owned sub-buffer */
+    ht_subbuf *sb;          /* owned sub-buffer, or NULL */
+    uint32_t gen;           /* session generation of the window */
+    uint32_t nest;          /* inside a real C++ operator */
+    uint32_t in_emit;       /* writing a record */
+    uint32_t tid;
+    uint64_t lost;          /* dropped, not yet reported in the stream */
+    uint64_t serial, seq;   /* thread serial in the region, sub-buffers taken */
+    uint32_t exited;        /* thread-exit destructor ran */
+} ht_tls;
+
+extern __thread ht_tls ht__tls __attribute__((tls_model("initial-exec")));
+
+/* The exported ht__session_on, under an internal name (the public header
+ * declares it const volatile for users). */
+extern uint32_t ht__on __asm__("ht__session_on");
+
+/* Session state shared by all threads; written before ht__on is released. */
+typedef struct ht_session {
+    ht_shm_hdr *shm;
+    size_t shm_size;
+    uint32_t subbuf_size, subbuf_count, mode, clock;
+    int sock_fd, event_fd;
+    int glibc;          /* the real malloc is glibc's: chunk header readable */
+} ht_session;
+extern ht_session ht__sess;
+
+/* Real allocator entry points (resolved with dlsym(RTLD_NEXT)). */
+typedef struct ht_real {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void *(*reallocarray)(void *, size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*valloc)(size_t);
+    void *(*pvalloc)(size_t);
+    size_t (*malloc_usable_size)(void *);
+} ht_real;
+extern ht_real ht__real;
+
+void ht__init(void);         /* resolve symbols, join a session */
+void ht__session_join(void); /* connect to $HEAPTRACE_SESSION if set */
+
+/* Allocations made while dlsym runs during start-up come from this static
+ * buffer; they are never freed and never recorded. */
+#define HT_BOOT_SIZE (64u * 1024u)
+extern char ht__boot_buf[HT_BOOT_SIZE];
+static inline int ht__boot_owns(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)ht__boot_buf < HT_BOOT_SIZE;
+}
+void *ht__boot_alloc(size_t n, size_t align);
+size_t ht__boot_size(const void *p);
+
+/* Slow path: returns a window of `need` bytes or NULL (event dropped and
+ * counted).  Handles stale windows, full sub-buffers, drop/block modes. */
+char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need);
+void ht__lost_nested(ht_tls *t);
+void ht__thread_exit(void *arg);
+void ht__session_disable(void);
+
+/* ---- the fast path ---- */
+
+static inline uint64_t ht__now(void)
+{
+    return ht_clock_read(ht__sess.clock);
+}
+
+static inline char *ht__reserve(ht_tls *t, uint32_t gen, size_t need)
+{
+    char *r = t->cur;
+    if (HT_UNLIKELY(t->gen != gen || (size_t)(t->end - r) < need))
+        r = ht__reserve_slow(t, gen, need);
+    return r;
+}
+
+static inline void ht__commit(ht_tls *t, char *rec_end)
+{
+    t->cur = rec_end;
+    /* release: the record's bytes happen-before the consumer's acquire
+     * load of `committed` in the collector's drain. */
+    ht_atomic_store_release(&t->sb->committed, (uint64_t)(rec_end - t->data));
+}
+
+static inline void ht__hdr(ht_rec_hdr *h, unsigned kind, unsigned api, unsigned src,
+                           size_t bytes, uint64_t heap, uint64_t ts)
+{
+    h->kind = (uint8_t)kind;
+    h->api = (uint8_t)api;
+    h->source = (uint8_t)src;
+    h->words = (uint8_t)(bytes / 8);
+    h->heap = (uint32_t)heap;
+    h->ts = ts;
+}
+
+static inline void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+                                  uint64_t heap, uint64_t ts, const void *p, uint64_t size)
+{
+    if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
+    t->in_emit = 1;
+    char *r = ht__reserve(t, gen, sizeof(ht_rec_alloc));
+    if (HT_LIKELY(r != NULL)) {
+        ht_rec_alloc *a = (ht_rec_alloc *)r;
+        ht__hdr(&a->h, HT_EV_ALLOC, api, src, sizeof *a, heap, ts);
+        a->addr = (uintptr_t)p;
+        a->size = size;
+        ht__commit(t, r + sizeof *a);
+    }
+    t->in_emit = 0;
+}
+
+static inline void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+                                 uint64_t heap, uint64_t ts, const void *p)
+{
+    if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
+    t->in_emit = 1;
+    char *r = ht__reserve(t, gen, sizeof(ht_rec_free));
+    if (HT_LIKELY(r != NULL)) {
+        ht_rec_free *a = (ht_rec_free *)r;
+        ht__hdr(&a->h, HT_EV_FREE, api, src, sizeof *a, heap, ts);
+        a->addr = (uintptr_t)p;
+        ht__commit(t, r + sizeof *a);
+    }
+    t->in_emit = 0;
+}
+
+static inline void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+                                    uint64_t heap, uint64_t ts, const void *np, uint64_t nsize,
+                                    const void *op, uint64_t osize)
+{
+    if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
+    t->in_emit = 1;
+    char *r = ht__reserve(t, gen, sizeof(ht_rec_realloc));
+    if (HT_LIKELY(r != NULL)) {
+        ht_rec_realloc *a = (ht_rec_realloc *)r;
+        ht__hdr(&a->h, HT_EV_REALLOC, api, src, sizeof *a, heap, ts);
+        a->new_addr = (uintptr_t)np;
+        a->new_size = nsize;
+        a->old_addr = (uintptr_t)op;
+        a->old_size = osize;
+        ht__commit(t, r + sizeof *a);
+    }
+    t->in_emit = 0;
+}
+
+/* Variable-length metadata record (heap create/destroy, marker). */
+void ht__emit_text(unsigned kind, uint64_t heap, uint32_t flags, const char *text, size_t max);
+
+/* Source of a block the real (glibc) allocator returned or is given back:
+ * SLOWPATH when its chunk was mmap'ed (IS_MMAPPED bit in the size word). */
+static inline unsigned ht__libc_source(const void *p)
+{
+    if (p == NULL || !ht__sess.glibc) return 3; /* MAINPATH */
+    if ((uintptr_t)p & 15) return 5;           /* INVALID: glibc rejects it */
+    return (((const size_t *)p)[-1] & 2) ? 4 /* SLOWPATH */ : 3 /* MAINPATH */;
+}
+
+#endif

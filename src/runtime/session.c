@@ -1,0 +1,352 @@
+/*
+ * session.c - joining a recording session, and the process events that
+ * concern it: fork, thread exit, process exit.
+ *
+ * record: $HEAPTRACE_SESSION names the collector's socket.  At start-up the
+ * runtime connects, says HELLO, and gets the region (memfd) and the
+ * collector's eventfd back.  The connection stays open (close-on-exec) so
+ * the collector sees the process image end.  Only raw syscalls are used here:
+ * this runs inside the first malloc of the process.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "../common/proto.h"
+#include "rt.h"
+
+HT_EXPORT uint32_t ht__on __asm__("ht__session_on") = 0;
+ht_session ht__sess = {.sock_fd = -1, .event_fd = -1, .clock = HT_CLOCK_MONOTONIC};
+__thread ht_tls ht__tls __attribute__((tls_model("initial-exec")));
+
+static uint32_t generation;
+static pthread_key_t exit_key;
+static int exit_key_ok;
+
+static void forget_session(void)
+{
+    ht_atomic_store_release((_Atomic uint32_t *)&ht__on, 0);
+    if (ht__sess.shm) munmap(ht__sess.shm, ht__sess.shm_size);
+    if (ht__sess.sock_fd >= 0) close(ht__sess.sock_fd);
+    if (ht__sess.event_fd >= 0) close(ht__sess.event_fd);
+    ht__sess.shm = NULL;
+    ht__sess.sock_fd = ht__sess.event_fd = -1;
+}
+
+/* In a forked child: never touch the parent's buffers. */
+static void atfork_child(void)
+{
+    int e = errno;
+    forget_session();
+    memset(&ht__tls, 0, sizeof ht__tls);
+    errno = e;
+}
+
+static int recv_session(int fd, ht_msg_session *msg, int fds[2])
+{
+    char cbuf[CMSG_SPACE(2 * sizeof(int))];
+    struct iovec iov = {msg, sizeof *msg};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    ssize_t n;
+    do n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < (ssize_t)sizeof *msg) return -1;
+    int got = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *in = (int *)CMSG_DATA(c);
+        for (size_t i = 0; i < k; i++) {
+            if (got < 2) fds[got++] = in[i];
+            else close(in[i]);
+        }
+    }
+    if (msg->magic != HT_PROTO_MAGIC || msg->type != HT_MSG_SESSION) return -1;
+    return got;
+}
+
+static void join_record_session(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t plen = strlen(path);
+    if (plen >= sizeof sa.sun_path) goto fail;
+    memcpy(sa.sun_path, path, plen + 1);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) goto fail; /* collector gone */
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ht_msg_hello hello = {sizeof hello, HT_PROTO_MAGIC, HT_PROTO_VERSION, HT_MSG_HELLO,
+                          (uint32_t)getpid(), (uint32_t)getppid(), 1};
+    if (send(fd, &hello, sizeof hello, MSG_NOSIGNAL) != (ssize_t)sizeof hello) goto fail;
+    ht_msg_session msg;
+    int fds[2] = {-1, -1};
+    int got = recv_session(fd, &msg, fds);
+    if (got < 0 || msg.status != HT_PROTO_OK || got != 2) {
+        if (got >= 0 && msg.status != HT_PROTO_OK) { /* not traced: stay idle */ }
+        else ht_log("session handshake failed; running untraced");
+        if (fds[0] >= 0) close(fds[0]);
+        if (fds[1] >= 0) close(fds[1]);
+        goto fail;
+    }
+    size_t size = (size_t)msg.shm_size;
+    void *p = size >= HT_SHM_HDR_SIZE ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0)
+                                      : MAP_FAILED;
+    close(fds[0]);
+    if (p == MAP_FAILED || ht_shm_check((ht_shm_hdr *)p, size) != 0 ||
+        ((ht_shm_hdr *)p)->pid != (uint32_t)getpid()) {
+        ht_log("invalid session region; running untraced");
+        if (p != MAP_FAILED) munmap(p, size);
+        close(fds[1]);
+        goto fail;
+    }
+    ht_shm_hdr *h = p;
+    ht__sess.shm = h;
+    ht__sess.shm_size = size;
+    ht__sess.subbuf_size = h->subbuf_size;
+    ht__sess.subbuf_count = h->subbuf_count;
+    ht__sess.mode = h->mode;
+    ht__sess.clock = h->clock;
+    ht__sess.sock_fd = fd;
+    ht__sess.event_fd = fds[1];
+    tv.tv_sec = 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    /* release: the session fields above happen-before any thread that sees
+     * ht__on != 0 and then reads them (acquire in ht__reserve_slow). */
+    ht_atomic_store_release((_Atomic uint32_t *)&ht__on, ++generation);
+    return;
+fail:
+    close(fd);
+}
+
+void ht__session_join(void)
+{
+    static int hooks;
+    if (!hooks) {
+        hooks = 1;
+        pthread_atfork(NULL, NULL, atfork_child);
+        exit_key_ok = pthread_key_create(&exit_key, ht__thread_exit) == 0;
+    }
+    if (getauxval(AT_SECURE)) return; /* never trace setuid/setgid programs */
+    const char *path = getenv(HT_ENV_SESSION);
+    if (path && *path) join_record_session(path);
+}
+
+void ht__session_disable(void)
+{
+    ht_atomic_store_release((_Atomic uint32_t *)&ht__on, 0);
+}
+
+/* ---- sub-buffer management (the slow path) ---- */
+
+static void kick_consumer(void)
+{
+    ht_shm_hdr *h = ht__sess.shm;
+    if (ht_atomic_load_acquire(&h->consumer_idle) && ht__sess.event_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t w = write(ht__sess.event_fd, &one, sizeof one);
+        (void)w;
+    }
+}
+
+static void release_current(ht_tls *t)
+{
+    /* release: `committed` (already final) and all records happen-before the
+     * consumer's acquire of state == FULL; after this the buffer is not ours. */
+    ht_atomic_store_release(&t->sb->state, HT_SB_FULL);
+    t->sb = NULL;
+    t->cur = t->end = t->data = NULL;
+    kick_consumer();
+}
+
+static void count_lost(ht_tls *t, uint64_t n)
+{
+    t->lost += n;
+    if (ht__sess.shm) ht_atomic_add_relaxed(&ht__sess.shm->lost_unreported, n);
+}
+
+void ht__lost_nested(ht_tls *t)
+{
+    if (t->gen == ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on)) count_lost(t, 1);
+}
+
+static int futex_wait(_Atomic uint32_t *addr, uint32_t val, long ns)
+{
+    struct timespec ts = {0, ns};
+    return (int)syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0);
+}
+
+/* Block mode: wait for the consumer to free a sub-buffer.  Gives up (and the
+ * event is counted as lost) if the collector stops answering or the pool
+ * stays exhausted by other threads' buffers for too long. */
+static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count)
+{
+    uint64_t start = ht_mono_ns();
+    uint32_t last_seq = ht_atomic_load_acquire(&h->free_seq);
+    uint64_t last_progress = start;
+    for (;;) {
+        uint32_t idx = ht_shm_pop(h, count);
+        if (idx != HT_FREE_NONE) return idx;
+        if (ht_atomic_load_relaxed(&h->state) != HT_SHM_RUNNING) return HT_FREE_NONE;
+        kick_consumer();
+        uint32_t seq = ht_atomic_load_acquire(&h->free_seq);
+        ht_atomic_add_acq_rel(&h->waiters, 1);
+        idx = ht_shm_pop(h, count);
+        if (idx == HT_FREE_NONE) futex_wait(&h->free_seq, seq, 20 * 1000 * 1000);
+        ht_atomic_add_acq_rel(&h->waiters, (uint32_t)-1);
+        if (idx != HT_FREE_NONE) return idx;
+        uint64_t now = ht_mono_ns();
+        uint32_t s = ht_atomic_load_acquire(&h->free_seq);
+        if (s != last_seq) last_seq = s, last_progress = now;
+        uint64_t hb = ht_atomic_load_relaxed(&h->heartbeat_ns);
+        if (hb && now > hb && now - hb > 3000000000ull) {
+            ht_log("collector stopped answering; tracing disabled");
+            ht__session_disable();
+            return HT_FREE_NONE;
+        }
+        if (now - last_progress > 2000000000ull) {
+            /* every buffer is held by threads that do not fill them */
+            ht_atomic_add_relaxed(&h->starved, 1);
+            return HT_FREE_NONE;
+        }
+    }
+}
+
+static char *put_thread_record(ht_tls *t, char *r)
+{
+    ht_rec_thread *th = (ht_rec_thread *)r;
+    ht__hdr(&th->h, HT_EV_THREAD, 0, 0, sizeof *th, 0, ht__now());
+    th->tid = t->tid;
+    th->_pad = 0;
+    memset(th->name, 0, sizeof th->name);
+    prctl(PR_GET_NAME, th->name); /* comm of this thread */
+    th->name[15] = 0;
+    return r + sizeof *th;
+}
+
+static int acquire_buffer(ht_tls *t)
+{
+    ht_shm_hdr *h = ht__sess.shm;
+    uint32_t count = ht__sess.subbuf_count;
+    uint32_t idx = ht_shm_pop(h, count);
+    if (idx == HT_FREE_NONE) {
+        if (ht__sess.mode == HT_MODE_DROP) return 0;
+        idx = wait_for_buffer(h, count);
+        if (idx == HT_FREE_NONE) return 0;
+    }
+    ht_subbuf *sb = ht_shm_subbuf(h, idx);
+    sb->serial = t->serial;
+    sb->seq = t->seq++;
+    sb->tid = t->tid;
+    ht_atomic_store_relaxed(&sb->committed, 0);
+    /* release: serial/seq/tid happen-before the consumer's acquire of ACTIVE */
+    ht_atomic_store_release(&sb->state, HT_SB_ACTIVE);
+    t->sb = sb;
+    t->data = (char *)sb + HT_SUBBUF_HDR_SIZE;
+    t->end = (char *)sb + ht__sess.subbuf_size;
+    char *r = put_thread_record(t, t->data);
+    if (t->lost) {
+        ht_rec_lost *l = (ht_rec_lost *)r;
+        ht__hdr(&l->h, HT_EV_LOST, 0, 0, sizeof *l, 0, ht__now());
+        l->count = t->lost;
+        ht_atomic_add_relaxed(&h->lost_unreported, (uint64_t)0 - t->lost);
+        t->lost = 0;
+        r += sizeof *l;
+    }
+    ht__commit(t, r);
+    return 1;
+}
+
+char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need)
+{
+    int e = errno;
+    char *r = NULL;
+    if (t->gen != gen) {
+        /* acquire: pairs with the release of ht__on in the session join */
+        if (ht_atomic_load_acquire((_Atomic uint32_t *)&ht__on) != gen || !ht__sess.shm) goto out;
+        memset(t, 0, sizeof *t);
+        t->in_emit = 1;
+        t->gen = gen;
+        t->serial = ht_atomic_add_relaxed(&ht__sess.shm->thread_serial, 1);
+        t->tid = (uint32_t)syscall(SYS_gettid);
+        if (exit_key_ok) {
+            t->nest++; /* pthread_setspecific may allocate: not our event */
+            pthread_setspecific(exit_key, (void *)1);
+            t->nest--;
+        }
+    }
+    if (t->exited && exit_key_ok) {
+        /* allocating after our exit destructor ran: ask to run it again */
+        t->exited = 0;
+        t->nest++;
+        pthread_setspecific(exit_key, (void *)1);
+        t->nest--;
+    }
+    if (t->sb) release_current(t);
+    if (need + sizeof(ht_rec_thread) + sizeof(ht_rec_lost) > ht__sess.subbuf_size - HT_SUBBUF_HDR_SIZE ||
+        !acquire_buffer(t)) {
+        count_lost(t, 1);
+        goto out;
+    }
+    r = t->cur;
+out:
+    errno = e;
+    return r;
+}
+
+void ht__thread_exit(void *arg)
+{
+    (void)arg;
+    int e = errno;
+    ht_tls *t = &ht__tls;
+    if (t->sb && t->gen == ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) && t->gen) {
+        if (t->lost && (size_t)(t->end - t->cur) >= sizeof(ht_rec_lost)) {
+            ht_rec_lost *l = (ht_rec_lost *)t->cur;
+            ht__hdr(&l->h, HT_EV_LOST, 0, 0, sizeof *l, 0, ht__now());
+            l->count = t->lost;
+            ht_atomic_add_relaxed(&ht__sess.shm->lost_unreported, (uint64_t)0 - t->lost);
+            t->lost = 0;
+            ht__commit(t, t->cur + sizeof *l);
+        }
+        release_current(t);
+    }
+    t->exited = 1;
+    errno = e;
+}
+
+void ht__emit_text(unsigned kind, uint64_t heap, uint32_t flags, const char *text, size_t max)
+{
+    uint32_t g = ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on);
+    if (g == 0) return;
+    size_t len = 0;
+    if (text)
+        while (len < max && text[len]) len++;
+    size_t bytes = (sizeof(ht_rec_text) + len + 1 + 7) & ~(size_t)7;
+    ht_tls *t = &ht__tls;
+    if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
+    uint64_t ts = ht__now();
+    t->in_emit = 1;
+    char *r = ht__reserve(t, g, bytes);
+    if (r) {
+        ht_rec_text *x = (ht_rec_text *)r;
+        ht__hdr(&x->h, kind, HT_API_HEAP, 0, bytes, heap, ts);
+        x->flags = flags;
+        x->len = (uint32_t)len;
+        memcpy(x->text, text ? text : "", len);
+        memset(x->text + len, 0, bytes - sizeof(ht_rec_text) - len);
+        ht__commit(t, r + bytes);
+    }
+    t->in_emit = 0;
+}
