@@ -259,7 +259,7 @@ static void accept_one(ht_collector *c)
         if (memfd >= 0) close(memfd);
         goto fail_p;
     }
-    p->shm = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    p->shm = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, memfd, 0);
     if (p->shm == MAP_FAILED) {
         p->shm = NULL;
         close(memfd);

@@ -9,17 +9,6 @@
 #include <cpuid.h>
 #endif
 
-static int read_small_file(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, cap - 1);
-    close(fd);
-    if (n < 0) return -1;
-    buf[n] = 0;
-    return (int)n;
-}
-
 uint32_t ht_clock_pick(void)
 {
     const char *force = getenv("HEAPTRACE_CLOCK");
@@ -28,11 +17,11 @@ uint32_t ht_clock_pick(void)
     unsigned a, b, c, d;
     if (!__get_cpuid(0x80000007, &a, &b, &c, &d) || !(d & (1u << 8)))
         return HT_CLOCK_MONOTONIC; /* no invariant TSC */
-    char cs[64];
-    if (read_small_file("/sys/devices/system/clocksource/clocksource0/current_clocksource", cs,
-                        sizeof cs) > 0 &&
-        strncmp(cs, "tsc", 3) != 0)
-        return HT_CLOCK_MONOTONIC; /* the kernel does not trust it */
+    /* Invariant TSC (CPUID 0x80000007 EDX[8]): constant rate, runs in every
+     * C-state, synchronised across cores by the hardware.  The kernel may
+     * still prefer another clocksource (VMs often boot with tsc=unstable
+     * and kvm-clock, itself TSC-based); HEAPTRACE_CLOCK=monotonic is the
+     * escape hatch if the TSCs of a machine are known to disagree. */
     return HT_CLOCK_TSC;
 #else
     return HT_CLOCK_MONOTONIC;

@@ -84,7 +84,7 @@ size_t ht__boot_size(const void *p);
 
 /* Slow path: returns a window of `need` bytes or NULL (event dropped and
  * counted).  Handles stale windows, full sub-buffers, drop/block modes. */
-char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need);
+char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need, uint64_t ts);
 void ht__lost_nested(ht_tls *t);
 void ht__thread_exit(void *arg);
 void ht__session_disable(void);
@@ -96,11 +96,13 @@ static inline uint64_t ht__now(void)
     return ht_clock_read(ht__sess.clock);
 }
 
-static inline char *ht__reserve(ht_tls *t, uint32_t gen, size_t need)
+/* `ts` is the event's timestamp: records the slow path adds in front of it
+ * (thread, lost) carry the same time. */
+static inline char *ht__reserve(ht_tls *t, uint32_t gen, size_t need, uint64_t ts)
 {
     char *r = t->cur;
     if (HT_UNLIKELY(t->gen != gen || (size_t)(t->end - r) < need))
-        r = ht__reserve_slow(t, gen, need);
+        r = ht__reserve_slow(t, gen, need, ts);
     return r;
 }
 
@@ -128,7 +130,7 @@ static inline void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigne
 {
     if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
     t->in_emit = 1;
-    char *r = ht__reserve(t, gen, sizeof(ht_rec_alloc));
+    char *r = ht__reserve(t, gen, sizeof(ht_rec_alloc), ts);
     if (HT_LIKELY(r != NULL)) {
         ht_rec_alloc *a = (ht_rec_alloc *)r;
         ht__hdr(&a->h, HT_EV_ALLOC, api, src, sizeof *a, heap, ts);
@@ -144,7 +146,7 @@ static inline void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned
 {
     if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
     t->in_emit = 1;
-    char *r = ht__reserve(t, gen, sizeof(ht_rec_free));
+    char *r = ht__reserve(t, gen, sizeof(ht_rec_free), ts);
     if (HT_LIKELY(r != NULL)) {
         ht_rec_free *a = (ht_rec_free *)r;
         ht__hdr(&a->h, HT_EV_FREE, api, src, sizeof *a, heap, ts);
@@ -160,7 +162,7 @@ static inline void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsig
 {
     if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
     t->in_emit = 1;
-    char *r = ht__reserve(t, gen, sizeof(ht_rec_realloc));
+    char *r = ht__reserve(t, gen, sizeof(ht_rec_realloc), ts);
     if (HT_LIKELY(r != NULL)) {
         ht_rec_realloc *a = (ht_rec_realloc *)r;
         ht__hdr(&a->h, HT_EV_REALLOC, api, src, sizeof *a, heap, ts);

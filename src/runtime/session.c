@@ -102,7 +102,7 @@ static void join_record_session(const char *path)
         goto fail;
     }
     size_t size = (size_t)msg.shm_size;
-    void *p = size >= HT_SHM_HDR_SIZE ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0)
+    void *p = size >= HT_SHM_HDR_SIZE ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fds[0], 0)
                                       : MAP_FAILED;
     close(fds[0]);
     if (p == MAP_FAILED || ht_shm_check((ht_shm_hdr *)p, size) != 0 ||
@@ -224,10 +224,10 @@ static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count)
     }
 }
 
-static char *put_thread_record(ht_tls *t, char *r)
+static char *put_thread_record(ht_tls *t, char *r, uint64_t ts)
 {
     ht_rec_thread *th = (ht_rec_thread *)r;
-    ht__hdr(&th->h, HT_EV_THREAD, 0, 0, sizeof *th, 0, ht__now());
+    ht__hdr(&th->h, HT_EV_THREAD, 0, 0, sizeof *th, 0, ts);
     th->tid = t->tid;
     th->_pad = 0;
     memset(th->name, 0, sizeof th->name);
@@ -236,7 +236,7 @@ static char *put_thread_record(ht_tls *t, char *r)
     return r + sizeof *th;
 }
 
-static int acquire_buffer(ht_tls *t)
+static int acquire_buffer(ht_tls *t, uint64_t ts)
 {
     ht_shm_hdr *h = ht__sess.shm;
     uint32_t count = ht__sess.subbuf_count;
@@ -256,10 +256,10 @@ static int acquire_buffer(ht_tls *t)
     t->sb = sb;
     t->data = (char *)sb + HT_SUBBUF_HDR_SIZE;
     t->end = (char *)sb + ht__sess.subbuf_size;
-    char *r = put_thread_record(t, t->data);
+    char *r = put_thread_record(t, t->data, ts);
     if (t->lost) {
         ht_rec_lost *l = (ht_rec_lost *)r;
-        ht__hdr(&l->h, HT_EV_LOST, 0, 0, sizeof *l, 0, ht__now());
+        ht__hdr(&l->h, HT_EV_LOST, 0, 0, sizeof *l, 0, ts);
         l->count = t->lost;
         ht_atomic_add_relaxed(&h->lost_unreported, (uint64_t)0 - t->lost);
         t->lost = 0;
@@ -269,7 +269,7 @@ static int acquire_buffer(ht_tls *t)
     return 1;
 }
 
-char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need)
+char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need, uint64_t ts)
 {
     int e = errno;
     char *r = NULL;
@@ -296,7 +296,7 @@ char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need)
     }
     if (t->sb) release_current(t);
     if (need + sizeof(ht_rec_thread) + sizeof(ht_rec_lost) > ht__sess.subbuf_size - HT_SUBBUF_HDR_SIZE ||
-        !acquire_buffer(t)) {
+        !acquire_buffer(t, ts)) {
         count_lost(t, 1);
         goto out;
     }
@@ -338,7 +338,7 @@ void ht__emit_text(unsigned kind, uint64_t heap, uint32_t flags, const char *tex
     if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
     uint64_t ts = ht__now();
     t->in_emit = 1;
-    char *r = ht__reserve(t, g, bytes);
+    char *r = ht__reserve(t, g, bytes, ts);
     if (r) {
         ht_rec_text *x = (ht_rec_text *)r;
         ht__hdr(&x->h, kind, HT_API_HEAP, 0, bytes, heap, ts);
