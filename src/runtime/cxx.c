@@ -4,11 +4,13 @@
  *
  * Each wrapper calls the real operator (libstdc++'s, found with
  * dlsym(RTLD_NEXT) on first use, so a C++ library dlopen'ed late works too)
- * with tls.nest raised, so the malloc/free it makes inside is not recorded
- * again: one `new` is one event with api NEW.  This file is compiled with
- * -fexceptions: when a throwing operator new fails, the cleanup handler runs
- * during unwinding and records the failed allocation (address 0) before the
- * std::bad_alloc propagates to the caller, untouched.
+ * with tls.pending_api set: the malloc (or free) that the operator makes
+ * inside records the one event, with api NEW (DELETE...) and the operator's
+ * size.  If the operator returns without such a call (another C++ runtime,
+ * or it threw before allocating), the wrapper records the event itself.
+ * This file is compiled with -fexceptions: when a throwing operator new
+ * fails, the cleanup handler runs during unwinding, before std::bad_alloc
+ * reaches the caller untouched.
  */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -42,9 +44,10 @@ typedef struct new_guard {
 static void new_guard_end(new_guard *g)
 {
     ht_tls *t = &ht__tls;
-    t->nest--;
-    ht__emit_alloc(t, g->gen, g->api, ht__libc_source(g->done ? g->result : NULL), 1, ht__now(),
-                   g->done ? g->result : NULL, g->size);
+    if (t->pending_api == 0) return; /* the inner malloc recorded it */
+    t->pending_api = 0;
+    void *p = g->done ? g->result : NULL;
+    ht__emit_alloc(t, g->gen, g->api, ht__libc_source(p), 1, ht__now(), p, g->size);
 }
 
 /* Fallbacks if no C++ runtime provides the operator (cannot throw from C). */
@@ -55,43 +58,73 @@ static void *fallback_new(size_t n)
     return p;
 }
 
+/* real_<sym> starts at <sym>_resolve, which finds the real operator on first
+ * use, so the idle wrapper is one test and a tail call. */
 #define NEW_WRAPPER(sym, api, PARAMS, ARGS, FALLBACK)                              \
     EXPORT void *sym PARAMS;                                                       \
-    static void *(*real_##sym) PARAMS;                                             \
-    EXPORT void *sym PARAMS                                                        \
+    static void *sym##_resolve PARAMS;                                             \
+    static void *(*real_##sym) PARAMS = sym##_resolve;                             \
+    static HT_NOINLINE void *sym##_resolve PARAMS                                  \
     {                                                                              \
-        if (HT_UNLIKELY(!real_##sym)) {                                            \
-            real_##sym = (void *(*) PARAMS)resolve(#sym);                          \
-            if (!real_##sym) return FALLBACK;                                      \
-        }                                                                          \
+        void *(*f) PARAMS = (void *(*) PARAMS)resolve(#sym);                       \
+        if (!f) return FALLBACK;                                                   \
+        real_##sym = f;                                                            \
+        return f ARGS;                                                             \
+    }                                                                              \
+    static HT_NOINLINE void *sym##_traced PARAMS                                   \
+    {                                                                              \
         uint32_t gen = session_gen();                                              \
-        if (HT_LIKELY(gen == 0) || ht__tls.nest) return real_##sym ARGS;           \
+        /* new[] calls new inside: the outer operator is the event */           \
+        if (gen == 0 || ht__tls.nest || ht__tls.pending_api) return real_##sym ARGS; \
         new_guard g __attribute__((cleanup(new_guard_end))) = {gen, api, n, 0, 0}; \
-        ht__tls.nest++;                                                            \
+        ht__tls.pending_api = api;                                                 \
+        ht__tls.pending_size = n;                                                  \
         g.result = real_##sym ARGS;                                                \
         g.done = 1;                                                                \
         return g.result;                                                           \
+    }                                                                              \
+    EXPORT void *sym PARAMS                                                        \
+    {                                                                              \
+        if (HT_LIKELY(session_gen() == 0)) return real_##sym ARGS;                 \
+        return sym##_traced ARGS;                                                  \
     }
 
 #define DELETE_WRAPPER(sym, api, PARAMS, ARGS)                                     \
     EXPORT void sym PARAMS;                                                        \
-    static void (*real_##sym) PARAMS;                                              \
-    EXPORT void sym PARAMS                                                         \
+    static void sym##_resolve PARAMS;                                              \
+    static void (*real_##sym) PARAMS = sym##_resolve;                              \
+    static HT_NOINLINE void sym##_resolve PARAMS                                   \
     {                                                                              \
-        if (HT_UNLIKELY(!real_##sym)) {                                            \
-            real_##sym = (void (*) PARAMS)resolve(#sym);                           \
-            if (!real_##sym) { free(p); return; }                                  \
+        void (*f) PARAMS = (void (*) PARAMS)resolve(#sym);                         \
+        if (!f) {                                                                  \
+            free(p);                                                               \
+            return;                                                                \
         }                                                                          \
+        real_##sym = f;                                                            \
+        f ARGS;                                                                    \
+    }                                                                              \
+    static HT_NOINLINE void sym##_traced PARAMS                                    \
+    {                                                                              \
         uint32_t gen = session_gen();                                              \
-        if (HT_LIKELY(gen == 0) || ht__tls.nest || p == NULL) {                    \
+        if (gen == 0 || ht__tls.nest || ht__tls.pending_api || p == NULL) {        \
             real_##sym ARGS;                                                       \
             return;                                                                \
         }                                                                          \
         ht_tls *t = &ht__tls;                                                      \
-        ht__emit_free(t, gen, api, ht__libc_source(p), 1, ht__now(), p);           \
-        t->nest++;                                                                 \
+        t->pending_api = api;                                                      \
         real_##sym ARGS;                                                           \
-        t->nest--;                                                                 \
+        if (t->pending_api) { /* no free seen inside: record it here */           \
+            t->pending_api = 0;                                                    \
+            ht__emit_free(t, gen, api, 3, 1, ht__now(), p);                        \
+        }                                                                          \
+    }                                                                              \
+    EXPORT void sym PARAMS                                                         \
+    {                                                                              \
+        if (HT_LIKELY(session_gen() == 0)) {                                       \
+            real_##sym ARGS;                                                       \
+            return;                                                                \
+        }                                                                          \
+        sym##_traced ARGS;                                                         \
     }
 
 typedef struct nothrow_t nothrow_t;

@@ -29,37 +29,49 @@ static inline uint32_t session_gen(void)
 static HT_NOINLINE void record_alloc(uint32_t g, unsigned api, uint64_t ts, void *p, uint64_t n)
 {
     int e = errno;
-    ht__emit_alloc(&ht__tls, g, api, ht__libc_source(p), 1, ts, p, n);
-    errno = e;
-}
-
-EXPORT void *malloc(size_t n)
-{
-    uint32_t g = session_gen();
-    if (HT_LIKELY(g == 0) || ht__tls.nest) return ht__real.malloc(n);
-    void *p = ht__real.malloc(n);
-    record_alloc(g, HT_API_MALLOC, ht__now(), p, n);
-    return p;
-}
-
-EXPORT void free(void *p)
-{
-    uint32_t g = session_gen();
-    if (HT_UNLIKELY(ht__boot_owns(p))) return; /* bootstrap blocks are never freed */
-    if (HT_LIKELY(g == 0) || ht__tls.nest || p == NULL) {
-        ht__real.free(p);
-        return;
+    ht_tls *t = &ht__tls;
+    if (HT_UNLIKELY(t->pending_api)) { /* the block of a C++ operator new */
+        api = t->pending_api;
+        n = t->pending_size;
+        t->pending_api = 0;
     }
-    int e = errno;
-    ht__emit_free(&ht__tls, g, HT_API_FREE, ht__libc_source(p), 1, ht__now(), p);
+    ht__emit_alloc(t, g, api, ht__libc_source(p), 1, ts, p, n);
     errno = e;
-    ht__real.free(p);
 }
 
-EXPORT void *calloc(size_t n, size_t sz)
+/* The simple allocating calls: the exported function is only the idle test
+ * and a tail call; the traced path is out of line. */
+#define SIMPLE_ALLOC(name, api, PARAMS, ARGS, SIZE)                        \
+    static HT_NOINLINE void *name##_traced(uint32_t g, PARAMS)             \
+    {                                                                      \
+        if (ht__tls.nest) return ht__real.name ARGS;                       \
+        void *p = ht__real.name ARGS;                                      \
+        record_alloc(g, api, ht__now(), p, SIZE);                          \
+        return p;                                                          \
+    }                                                                      \
+    EXPORT void *name(PARAMS)                                              \
+    {                                                                      \
+        uint32_t g = session_gen();                                        \
+        if (HT_LIKELY(g == 0)) return ht__real.name ARGS;                  \
+        return name##_traced(g, ARGS_UNPAREN_##name);                      \
+    }
+
+#define ARGS_UNPAREN_malloc n
+#define ARGS_UNPAREN_memalign align, n
+#define ARGS_UNPAREN_aligned_alloc align, n
+#define ARGS_UNPAREN_valloc n
+#define ARGS_UNPAREN_pvalloc n
+#define COMMA ,
+
+SIMPLE_ALLOC(malloc, HT_API_MALLOC, size_t n, (n), n)
+SIMPLE_ALLOC(memalign, HT_API_MEMALIGN, size_t align COMMA size_t n, (align, n), n)
+SIMPLE_ALLOC(aligned_alloc, HT_API_ALIGNED_ALLOC, size_t align COMMA size_t n, (align, n), n)
+SIMPLE_ALLOC(valloc, HT_API_VALLOC, size_t n, (n), n)
+SIMPLE_ALLOC(pvalloc, HT_API_PVALLOC, size_t n, (n), n)
+
+static HT_NOINLINE void *calloc_traced(uint32_t g, size_t n, size_t sz)
 {
-    uint32_t g = session_gen();
-    if (HT_LIKELY(g == 0) || ht__tls.nest) return ht__real.calloc(n, sz);
+    if (ht__tls.nest) return ht__real.calloc(n, sz);
     void *p = ht__real.calloc(n, sz);
     size_t total;
     if (__builtin_mul_overflow(n, sz, &total)) total = SIZE_MAX; /* overflowed request */
@@ -67,11 +79,64 @@ EXPORT void *calloc(size_t n, size_t sz)
     return p;
 }
 
+EXPORT void *calloc(size_t n, size_t sz)
+{
+    uint32_t g = session_gen();
+    if (HT_LIKELY(g == 0)) return ht__real.calloc(n, sz);
+    return calloc_traced(g, n, sz);
+}
+
+static HT_NOINLINE int posix_memalign_traced(uint32_t g, void **out, size_t align, size_t n)
+{
+    if (ht__tls.nest) return ht__real.posix_memalign(out, align, n);
+    int rc = ht__real.posix_memalign(out, align, n);
+    record_alloc(g, HT_API_POSIX_MEMALIGN, ht__now(), rc == 0 ? *out : NULL, n);
+    return rc;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t n)
+{
+    uint32_t g = session_gen();
+    if (HT_LIKELY(g == 0)) return ht__real.posix_memalign(out, align, n);
+    return posix_memalign_traced(g, out, align, n);
+}
+
+static HT_NOINLINE void free_slow(uint32_t g, void *p)
+{
+    if (ht__boot_owns(p)) return; /* bootstrap blocks are never freed */
+    if (g == 0 || ht__tls.nest || p == NULL) {
+        ht__real.free(p);
+        return;
+    }
+    int e = errno;
+    ht_tls *t = &ht__tls;
+    unsigned api = HT_API_FREE;
+    if (HT_UNLIKELY(t->pending_api)) { /* the release of a C++ operator delete */
+        api = t->pending_api;
+        t->pending_api = 0;
+    }
+    ht__emit_free(t, g, api, ht__libc_source(p), 1, ht__now(), p);
+    errno = e;
+    ht__real.free(p);
+}
+
+EXPORT void free(void *p)
+{
+    uint32_t g = session_gen();
+    /* idle and not a bootstrap block: one test, one branch */
+    if (HT_LIKELY((g | (uint32_t)ht__boot_owns(p)) == 0)) {
+        ht__real.free(p);
+        return;
+    }
+    free_slow(g, p);
+}
+
 /* realloc and reallocarray share this: NULL old -> ALLOC, a size-0 realloc
  * that freed -> FREE, anything else -> REALLOC (OldSize unknown here: 0). */
 static HT_NOINLINE void *realloc_traced(uint32_t g, unsigned api, void *old, size_t n,
                                         size_t m, int is_array)
 {
+    if (ht__tls.nest) return is_array ? ht__real.reallocarray(old, n, m) : ht__real.realloc(old, n);
     uint64_t ts = ht__now();
     void *p;
     uint64_t size = n;
@@ -99,10 +164,9 @@ static HT_NOINLINE void *realloc_traced(uint32_t g, unsigned api, void *old, siz
     return p;
 }
 
-EXPORT void *realloc(void *old, size_t n)
+static HT_NOINLINE void *realloc_slow(uint32_t g, void *old, size_t n)
 {
-    uint32_t g = session_gen();
-    if (HT_UNLIKELY(ht__boot_owns(old))) {
+    if (ht__boot_owns(old)) {
         /* a block from the bootstrap buffer: move it to the real heap */
         void *p = malloc(n);
         if (p) {
@@ -111,60 +175,25 @@ EXPORT void *realloc(void *old, size_t n)
         }
         return p;
     }
-    if (HT_LIKELY(g == 0) || ht__tls.nest) return ht__real.realloc(old, n);
+    if (g == 0) return ht__real.realloc(old, n);
     return realloc_traced(g, HT_API_REALLOC, old, n, 1, 0);
+}
+
+EXPORT void *realloc(void *old, size_t n)
+{
+    uint32_t g = session_gen();
+    if (HT_LIKELY((g | (uint32_t)ht__boot_owns(old)) == 0)) return ht__real.realloc(old, n);
+    return realloc_slow(g, old, n);
 }
 
 EXPORT void *reallocarray(void *old, size_t n, size_t m)
 {
     uint32_t g = session_gen();
-    if (HT_LIKELY(g == 0) || ht__tls.nest) return ht__real.reallocarray(old, n, m);
+    if (HT_LIKELY((g | (uint32_t)ht__boot_owns(old)) == 0)) return ht__real.reallocarray(old, n, m);
+    size_t total;
+    if (ht__boot_owns(old))
+        return __builtin_mul_overflow(n, m, &total) ? NULL : realloc_slow(g, old, total);
     return realloc_traced(g, HT_API_REALLOCARRAY, old, n, m, 1);
-}
-
-EXPORT void *memalign(size_t align, size_t n)
-{
-    uint32_t g = session_gen();
-    if (HT_LIKELY(g == 0) || ht__tls.nest) return ht__real.memalign(align, n);
-    void *p = ht__real.memalign(align, n);
-    record_alloc(g, HT_API_MEMALIGN, ht__now(), p, n);
-    return p;
-}
-
-EXPORT int posix_memalign(void **out, size_t align, size_t n)
-{
-    uint32_t g = session_gen();
-    if (HT_LIKELY(g == 0) || ht__tls.nest) return ht__real.posix_memalign(out, align, n);
-    int rc = ht__real.posix_memalign(out, align, n);
-    record_alloc(g, HT_API_POSIX_MEMALIGN, ht__now(), rc == 0 ? *out : NULL, n);
-    return rc;
-}
-
-EXPORT void *aligned_alloc(size_t align, size_t n)
-{
-    uint32_t g = session_gen();
-    if (HT_LIKELY(g == 0) || ht__tls.nest) return ht__real.aligned_alloc(align, n);
-    void *p = ht__real.aligned_alloc(align, n);
-    record_alloc(g, HT_API_ALIGNED_ALLOC, ht__now(), p, n);
-    return p;
-}
-
-EXPORT void *valloc(size_t n)
-{
-    uint32_t g = session_gen();
-    if (HT_LIKELY(g == 0) || ht__tls.nest) return ht__real.valloc(n);
-    void *p = ht__real.valloc(n);
-    record_alloc(g, HT_API_VALLOC, ht__now(), p, n);
-    return p;
-}
-
-EXPORT void *pvalloc(size_t n)
-{
-    uint32_t g = session_gen();
-    if (HT_LIKELY(g == 0) || ht__tls.nest) return ht__real.pvalloc(n);
-    void *p = ht__real.pvalloc(n);
-    record_alloc(g, HT_API_PVALLOC, ht__now(), p, n);
-    return p;
 }
 
 EXPORT size_t malloc_usable_size(void *p)

@@ -10,8 +10,12 @@
  *  - tls.in_emit is set while a record is being written; an event arriving
  *    then (a signal handler that allocates) is counted as lost, never written
  *    into the half-built record.
- *  - tls.nest > 0 while a C++ wrapper runs the real operator: the malloc/free
- *    it makes inside is part of that one event and is not recorded again.
+ *  - tls.nest > 0 while the runtime itself calls something that may allocate
+ *    (dlsym, pthread_setspecific): those calls are not the program's events.
+ *  - tls.pending_api != 0 while a C++ wrapper runs the real operator: the
+ *    first malloc-family call made inside is that operator's block and is
+ *    recorded once, with the operator's api and size; any other call inside
+ *    (the bad_alloc exception object, a new_handler's frees) is its own event.
  */
 #ifndef HT_RT_H
 #define HT_RT_H
@@ -24,11 +28,15 @@
 #include "../common/events.h"
 #include "../common/shm.h"
 
+#pragma GCC visibility push(hidden) /* internal: direct, GOT-free access */
+
 typedef struct ht_tls {
     char *cur, *end, *data; /* write window in the owned sub-buffer */
     ht_subbuf *sb;          /* owned sub-buffer, or NULL */
     uint32_t gen;           /* session generation of the window */
-    uint32_t nest;          /* inside a real C++ operator */
+    uint32_t nest;          /* runtime-internal call in progress */
+    uint32_t pending_api;   /* C++ operator whose inner call is not seen yet */
+    uint64_t pending_size;  /* its size argument */
     uint32_t in_emit;       /* writing a record */
     uint32_t tid;
     uint64_t lost;          /* dropped, not yet reported in the stream */
@@ -38,9 +46,9 @@ typedef struct ht_tls {
 
 extern __thread ht_tls ht__tls __attribute__((tls_model("initial-exec")));
 
-/* The exported ht__session_on, under an internal name (the public header
- * declares it const volatile for users). */
-extern uint32_t ht__on __asm__("ht__session_on");
+/* The session generation: ht__session_on, exported (the public header
+ * declares it const volatile), is an alias of this hidden variable. */
+extern uint32_t ht__on;
 
 /* Session state shared by all threads; written before ht__on is released. */
 typedef struct ht_session {
@@ -187,4 +195,5 @@ static inline unsigned ht__libc_source(const void *p)
     return (((const size_t *)p)[-1] & 2) ? 4 /* SLOWPATH */ : 3 /* MAINPATH */;
 }
 
+#pragma GCC visibility pop
 #endif

@@ -26,7 +26,9 @@
 #include "../common/proto.h"
 #include "rt.h"
 
-HT_EXPORT uint32_t ht__on __asm__("ht__session_on") = 0;
+uint32_t ht__on = 0;
+extern uint32_t ht__session_on_export __asm__("ht__session_on")
+    __attribute__((alias("ht__on"), visibility("default")));
 ht_session ht__sess = {.sock_fd = -1, .event_fd = -1, .clock = HT_CLOCK_MONOTONIC};
 __thread ht_tls ht__tls __attribute__((tls_model("initial-exec")));
 
