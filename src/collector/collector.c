@@ -43,6 +43,7 @@
 
 typedef struct stage {
     uint64_t serial;
+    uint64_t last_round; /* drain round that last found data of this thread */
     uint32_t tid;
     char name[16];
     int name_sent;
@@ -62,6 +63,7 @@ typedef struct proc {
     int closed;
     ht_encoder enc;
     uint64_t last_flush;
+    uint64_t round;
     struct proc *next;
 } proc;
 
@@ -393,13 +395,14 @@ static int drain_proc(ht_collector *c, proc *p, int final)
         uint64_t from = p->consumed[cv[k].idx];
         if (com > from) {
             stage *s = stage_for(p, cv[k].serial, sb->tid);
+            if (s) s->last_round = p->round;
             copy_records(c, s, (const uint8_t *)sb + HT_SUBBUF_HDR_SIZE, from, com);
             p->consumed[cv[k].idx] = com;
             busy = 1;
         }
         if (stt == HT_SB_FULL || (final && stt == HT_SB_ACTIVE)) {
             p->consumed[cv[k].idx] = 0;
-            ht_shm_push(h, cv[k].idx);
+            if (ht_shm_push(h, cv[k].idx) < 0) c->st.damaged++;
             c->st.subbufs++;
             pushed = 1;
             busy = 1;
@@ -408,6 +411,7 @@ static int drain_proc(ht_collector *c, proc *p, int final)
         }
     }
     free(cv);
+    p->round++;
     if (pushed && ht_atomic_load_acquire(&h->waiters))
         syscall(SYS_futex, &h->free_seq, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
     return busy;
@@ -522,6 +526,12 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until)
     }
     for (size_t i = 0; i < p->nstages; i++) {
         stage *s = &p->stages[i];
+        if (s->pos == s->recs.len && p->round - s->last_round > 64) {
+            /* a thread gone quiet (most likely exited): forget it */
+            ht_buf_free(&s->recs);
+            p->stages[i--] = p->stages[--p->nstages];
+            continue;
+        }
         if (s->pos == s->recs.len) {
             s->pos = s->recs.len = 0;
         } else if (s->pos > s->recs.len / 2) {

@@ -113,20 +113,24 @@ static inline uint32_t ht_shm_pop(ht_shm_hdr *h, uint32_t count)
     }
 }
 
-/* Push sub-buffer `idx` onto the free pool (consumer side). */
-static inline void ht_shm_push(ht_shm_hdr *h, uint32_t idx)
+/* Push sub-buffer `idx` onto the free pool (consumer side).  Returns 0, or
+ * -1 if the head kept changing under us far longer than any honest
+ * producer can make it (a hostile process must not livelock the consumer). */
+static inline int ht_shm_push(ht_shm_hdr *h, uint32_t idx)
 {
     ht_subbuf *sb = ht_shm_subbuf(h, idx);
     ht_atomic_store_relaxed(&sb->state, HT_SB_FREE);
     ht_atomic_store_relaxed(&sb->committed, 0);
     uint64_t head = ht_atomic_load_relaxed(&h->free_head);
-    for (;;) {
+    for (int tries = 0;; tries++) {
+        if (tries == 1 << 20) return -1;
         ht_atomic_store_relaxed(&sb->next_free, (uint32_t)head);
         uint64_t nhead = (head & 0xffffffff00000000ULL) + (1ULL << 32) + idx;
         /* release: publishes next_free and the reset state to the popper */
         if (ht_atomic_cas_acq_rel(&h->free_head, &head, nhead)) break;
     }
     ht_atomic_add_acq_rel(&h->free_seq, 1);
+    return 0;
 }
 
 /* Initialise a region of ht_shm_size() bytes (collector side). */

@@ -96,6 +96,8 @@ char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need, uint64_t ts);
 void ht__lost_nested(ht_tls *t);
 void ht__thread_exit(void *arg);
 void ht__session_disable(void);
+int ht__fd_hide(int fd);     /* move to a high, close-on-exec number */
+void ht__fd_close(int fd);   /* really close one of ours */
 
 /* ---- the fast path ---- */
 

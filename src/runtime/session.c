@@ -40,8 +40,10 @@ static void forget_session(void)
 {
     ht_atomic_store_release((_Atomic uint32_t *)&ht__on, 0);
     if (ht__sess.shm) munmap(ht__sess.shm, ht__sess.shm_size);
-    if (ht__sess.sock_fd >= 0) close(ht__sess.sock_fd);
-    if (ht__sess.event_fd >= 0) close(ht__sess.event_fd);
+    int s = ht__sess.sock_fd, e = ht__sess.event_fd;
+    ht__sess.sock_fd = ht__sess.event_fd = -1;
+    ht__fd_close(s);
+    ht__fd_close(e);
     ht__sess.shm = NULL;
     ht__sess.sock_fd = ht__sess.event_fd = -1;
 }
@@ -121,8 +123,8 @@ static void join_record_session(const char *path)
     ht__sess.subbuf_count = h->subbuf_count;
     ht__sess.mode = h->mode;
     ht__sess.clock = h->clock;
-    ht__sess.sock_fd = fd;
-    ht__sess.event_fd = fds[1];
+    ht__sess.sock_fd = ht__fd_hide(fd);
+    ht__sess.event_fd = ht__fd_hide(fds[1]);
     tv.tv_sec = 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     /* release: the session fields above happen-before any thread that sees
