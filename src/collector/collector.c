@@ -33,6 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/atomic.h"
 #include "../common/clock.h"
 #include "../common/events.h"
 #include "../common/proto.h"
@@ -166,7 +167,7 @@ static void put_event(ht_collector *c, ht_encoder *e, const ht_event *ev)
     }
     c->st.records++;
     if (ev->kind <= HT_EV_REALLOC) c->st.events++;
-    if (e->out.len >= CHUNK_TARGET) flush_enc(c, e);
+    if (e->out.len >= CHUNK_TARGET || e->records >= HT_CHUNK_RECORDS_MAX) flush_enc(c, e);
 }
 
 static uint64_t now_ts(ht_collector *c)
@@ -428,31 +429,37 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
 {
     ht_rec_hdr h;
     memcpy(&h, r, sizeof h);
-    ht_event ev = {.kind = h.kind, .pid = p->pid, .tid = s->tid, .api = h.api,
-                   .source = h.source, .heap = h.heap, .ts = ht_clock_conv_ns(&c->conv, h.ts)};
+    uint64_t ts = ht_clock_conv_ns(&c->conv, h.ts);
+    int rc;
+    /* heap events: straight from the shared record into the encoder */
     switch (h.kind) {
     case HT_EV_ALLOC: {
         ht_rec_alloc a;
         memcpy(&a, r, sizeof a);
-        ev.addr = a.addr;
-        ev.size = a.size;
-        break;
+        if (HT_UNLIKELY(h.api >= HT_API_COUNT || h.source > 7)) goto damaged;
+        rc = ht_enc_ev_alloc(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr, a.size);
+        goto heap_event;
     }
     case HT_EV_FREE: {
         ht_rec_free a;
         memcpy(&a, r, sizeof a);
-        ev.addr = a.addr;
-        break;
+        if (HT_UNLIKELY(h.api >= HT_API_COUNT || h.source > 7)) goto damaged;
+        rc = ht_enc_ev_free(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr);
+        goto heap_event;
     }
     case HT_EV_REALLOC: {
         ht_rec_realloc a;
         memcpy(&a, r, sizeof a);
-        ev.addr = a.new_addr;
-        ev.size = a.new_size;
-        ev.old_addr = a.old_addr;
-        ev.old_size = a.old_size;
-        break;
+        if (HT_UNLIKELY(h.api >= HT_API_COUNT || h.source > 7)) goto damaged;
+        rc = ht_enc_ev_realloc(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.new_addr, a.new_size,
+                               a.old_addr, a.old_size);
+        goto heap_event;
     }
+    default: break;
+    }
+    ht_event ev = {.kind = h.kind, .pid = p->pid, .tid = s->tid, .api = h.api,
+                   .source = h.source, .heap = h.heap, .ts = ts};
+    switch (h.kind) {
     case HT_EV_LOST: {
         ht_rec_lost a;
         memcpy(&a, r, sizeof a);
@@ -499,11 +506,19 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
     default:
         return; /* unknown record from a newer runtime: skipped by length */
     }
-    if (ev.kind <= HT_EV_REALLOC && (ev.api >= HT_API_COUNT || ev.source > 7)) {
-        c->st.damaged++;
+    put_event(c, &p->enc, &ev);
+    return;
+heap_event:
+    if (HT_UNLIKELY(rc < 0)) {
+        write_failed(c, rc);
         return;
     }
-    put_event(c, &p->enc, &ev);
+    c->st.records++;
+    c->st.events++;
+    if (p->enc.out.len >= CHUNK_TARGET || p->enc.records >= HT_CHUNK_RECORDS_MAX) flush_enc(c, &p->enc);
+    return;
+damaged:
+    c->st.damaged++;
 }
 
 /* Emit staged records older than `until`, in timestamp order. */

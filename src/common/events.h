@@ -15,8 +15,9 @@
 
 #include <stdint.h>
 
-/* Event kinds.  1..63: core events with a fixed encoding in the file;
- * 64..: metadata records that carry their own length in the file. */
+/* Event kinds.  1..14: heap events with a fixed encoding in the file (new
+ * ones need a new major format version); 64..: metadata records that carry
+ * their own length in the file (new ones: a minor version). */
 enum ht_kind {
     HT_EV_ALLOC = 1,
     HT_EV_FREE = 2,

@@ -1,16 +1,21 @@
 /*
- * codec.c - the compact encoding of a chunk payload (FORMAT.md, "Payload").
+ * codec.c - the compact encoding of a chunk payload (FORMAT.md §3).
  *
  * Each record: a tag byte, then fields as LEB128 varints.
- *   tag bits 0-5: kind (1..62 core events; 63 = metadata escape)
- *   tag bit 6  : heap differs from the thread's previous heap (core kinds)
+ *   tag bits 0-3: kind (1 ALLOC, 2 FREE, 3 REALLOC, 15 metadata escape)
+ *   tag bit 4  : heap differs from the thread's previous heap
+ *   tag bit 5  : the (new) address is a back-reference
+ *   tag bit 6  : REALLOC's old address is a back-reference
  *   tag bit 7  : thread differs from the previous record's
- * then [tid] ts-delta(zigzag) and, for core kinds, api|source<<5, [heap],
- * and addresses as zigzag deltas from the same thread's previous
- * allocation / free address.  Metadata: kind, length, then within the
- * length: heap, nargs, args..., text.  Per-thread state lives in a 64-entry
- * table indexed by tid % 64; a tag mismatch resets the entry, identically in
- * encoder and decoder.
+ * then [tid] ts-delta(zigzag), and for heap events api|source<<5, [heap],
+ * addresses, sizes.  An address is either a zigzag delta from the same
+ * thread's previous allocated (freed) address, or a back-reference d >= 1:
+ * a freed address is usually one allocated in this chunk ("the address of
+ * the allocation d allocations ago"), and an allocated address is usually
+ * one freed shortly before ("the address of the free d frees ago").  The
+ * encoder finds references through small direct-mapped caches (a miss only
+ * costs compression); the decoder keeps the last HT_CODEC_HIST addresses of
+ * each side.  All state is reset at every chunk.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,8 +23,11 @@
 
 #include "format.h"
 
-#define TAG_META 63u
-#define TAG_HEAP 0x40u
+#define TAG_KIND 0x0fu
+#define TAG_META 15u
+#define TAG_HEAP 0x10u
+#define TAG_REF1 0x20u
+#define TAG_REF2 0x40u
 #define TAG_THREAD 0x80u
 
 int ht_buf_reserve(ht_buf *b, size_t extra)
@@ -53,16 +61,24 @@ static inline uint8_t *put_varint(uint8_t *p, uint64_t v)
 static inline uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static inline int64_t unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
 
-static ht_codec_ctx *ctx_for(ht_codec_ctx *tab, uint32_t tid)
+static inline ht_codec_ctx *ctx_for(ht_codec_ctx *tab, uint32_t tid)
 {
     ht_codec_ctx *c = &tab[tid % HT_CODEC_CTX];
-    if (c->tid != tid) {
+    if (__builtin_expect(c->tid != tid, 0)) {
         memset(c, 0, sizeof *c);
         c->tid = tid;
         c->heap = 1;
     }
     return c;
 }
+
+static void ctx_reset(ht_codec_ctx *tab)
+{
+    memset(tab, 0, sizeof(ht_codec_ctx) * HT_CODEC_CTX);
+    for (int i = 0; i < HT_CODEC_CTX; i++) tab[i].tid = UINT32_MAX;
+}
+
+/* ---------------------------------------------------------------- encoder */
 
 void ht_enc_reset(ht_encoder *e, uint32_t stream)
 {
@@ -71,77 +87,198 @@ void ht_enc_reset(ht_encoder *e, uint32_t stream)
     e->records = 0;
     e->ts_first = e->ts_last = e->prev_ts = 0;
     e->prev_tid = 0;
-    memset(e->ctx, 0, sizeof e->ctx);
-    for (int i = 0; i < HT_CODEC_CTX; i++) e->ctx[i].tid = UINT32_MAX;
+    e->nalloc = e->nfree = 0;
+    if (++e->gen == 0) { /* cache generations wrapped: really clear them */
+        memset(e->acache, 0, sizeof e->acache);
+        memset(e->fcache, 0, sizeof e->fcache);
+        e->gen = 1;
+    }
+    ctx_reset(e->ctx);
 }
 
 void ht_enc_free(ht_encoder *e) { ht_buf_free(&e->out); }
 
-int ht_enc_event(ht_encoder *e, const ht_event *ev)
+static inline ht_addr_slot *slot(ht_addr_slot *cache, uint64_t addr)
 {
-    size_t tlen = ev->text ? ev->text_len : 0;
-    if (ht_buf_reserve(&e->out, 16 + 10 * (8 + HT_EVENT_ARGS) + tlen) < 0) return -ENOMEM;
-    if (e->records == 0) e->ts_first = e->prev_ts = ev->ts;
-    uint8_t *p = e->out.data + e->out.len;
-    uint8_t *tagp = p++;
-    uint8_t tag = 0;
-    if (ev->tid != e->prev_tid || e->records == 0) {
-        tag |= TAG_THREAD;
-        p = put_varint(p, ev->tid);
-        e->prev_tid = ev->tid;
+    return &cache[((addr >> 4) * 0x9e3779b97f4a7c15ull) >> (64 - 12)];
+}
+_Static_assert(HT_CODEC_CACHE == 1 << 12, "slot() assumes a 4096-entry cache");
+
+/* Back-reference distance for `addr` in `cache` (whose side has made
+ * `n` entries so far), or 0 if none is usable. */
+static inline uint64_t find_ref(const ht_encoder *e, ht_addr_slot *cache, uint32_t n, uint64_t addr)
+{
+    ht_addr_slot *s = slot(cache, addr);
+    if (s->gen != e->gen || s->addr != addr) return 0;
+    uint32_t d = n - s->serial;
+    return d >= 1 && d < HT_CODEC_HIST ? d : 0;
+}
+
+static inline void note(const ht_encoder *e, ht_addr_slot *cache, uint32_t serial, uint64_t addr)
+{
+    ht_addr_slot *s = slot(cache, addr);
+    s->addr = addr;
+    s->serial = serial;
+    s->gen = e->gen;
+}
+
+/* Start a record: reserve room, write tid if it changed and the ts delta.
+ * Returns the tag position; *pp is where the body goes. */
+static inline uint8_t *rec_begin(ht_encoder *e, uint32_t tid, uint64_t ts, size_t room,
+                                 uint8_t **pp, uint8_t *tag)
+{
+    if (ht_buf_reserve(&e->out, room) < 0) return NULL;
+    if (e->records == 0) e->ts_first = e->prev_ts = ts;
+    uint8_t *tagp = e->out.data + e->out.len;
+    uint8_t *p = tagp + 1;
+    *tag = 0;
+    if (tid != e->prev_tid || e->records == 0) {
+        *tag |= TAG_THREAD;
+        p = put_varint(p, tid);
+        e->prev_tid = tid;
     }
-    p = put_varint(p, zigzag((int64_t)(ev->ts - e->prev_ts)));
-    e->prev_ts = ev->ts;
-    ht_codec_ctx *c = ctx_for(e->ctx, ev->tid);
-    switch (ev->kind) {
-    case HT_EV_ALLOC:
-    case HT_EV_FREE:
-    case HT_EV_REALLOC:
-        tag |= (uint8_t)ev->kind;
-        *p++ = (uint8_t)((ev->api & 31) | (ev->source & 7) << 5);
-        if (ev->heap != c->heap) {
-            tag |= TAG_HEAP;
-            p = put_varint(p, ev->heap);
-            c->heap = ev->heap;
-        }
-        if (ev->kind == HT_EV_FREE) {
-            p = put_varint(p, zigzag((int64_t)(ev->addr - c->free_addr)));
-            c->free_addr = ev->addr;
-        } else {
-            p = put_varint(p, zigzag((int64_t)(ev->addr - c->alloc_addr)));
-            c->alloc_addr = ev->addr;
-            p = put_varint(p, ev->size);
-            if (ev->kind == HT_EV_REALLOC) {
-                p = put_varint(p, zigzag((int64_t)(ev->old_addr - c->free_addr)));
-                c->free_addr = ev->old_addr;
-                p = put_varint(p, ev->old_size);
-            }
-        }
-        break;
-    default: {
-        if (ev->kind < 64 || ev->kind > 0xffff) return -EINVAL;
-        tag |= TAG_META;
-        p = put_varint(p, ev->kind);
-        uint8_t body[16 + 10 * (1 + HT_EVENT_ARGS)];
-        uint8_t *b = put_varint(body, ev->heap);
-        unsigned n = ev->nargs > HT_EVENT_ARGS ? HT_EVENT_ARGS : ev->nargs;
-        b = put_varint(b, n);
-        for (unsigned i = 0; i < n; i++) b = put_varint(b, ev->arg[i]);
-        size_t blen = (size_t)(b - body);
-        p = put_varint(p, blen + tlen);
-        memcpy(p, body, blen);
-        p += blen;
-        if (tlen) memcpy(p, ev->text, tlen);
-        p += tlen;
-        break;
-    }
-    }
+    p = put_varint(p, zigzag((int64_t)(ts - e->prev_ts)));
+    e->prev_ts = ts;
+    if (ts > e->ts_last || e->records == 0) e->ts_last = ts;
+    *pp = p;
+    return tagp;
+}
+
+static inline void rec_end(ht_encoder *e, uint8_t *tagp, uint8_t tag, uint8_t *p)
+{
     *tagp = tag;
     e->out.len = (size_t)(p - e->out.data);
-    e->ts_last = ev->ts > e->ts_last ? ev->ts : e->ts_last;
     e->records++;
+}
+
+static inline uint8_t *put_heap_api(ht_codec_ctx *c, uint8_t *p, uint8_t *tag, unsigned api,
+                                    unsigned src, uint64_t heap)
+{
+    *p++ = (uint8_t)((api & 31) | (src & 7) << 5);
+    if (heap != c->heap) {
+        *tag |= TAG_HEAP;
+        p = put_varint(p, heap);
+        c->heap = heap;
+    }
+    return p;
+}
+
+/* The address of a block being freed: a reference into the allocations. */
+static inline uint8_t *put_free_addr(ht_encoder *e, ht_codec_ctx *c, uint8_t *p, uint8_t *tag,
+                                     uint8_t refbit, uint64_t addr)
+{
+    uint64_t d = find_ref(e, e->acache, e->nalloc, addr);
+    if (d) {
+        *tag |= refbit;
+        p = put_varint(p, d);
+    } else {
+        p = put_varint(p, zigzag((int64_t)(addr - c->free_addr)));
+    }
+    c->free_addr = addr;
+    note(e, e->fcache, e->nfree++, addr);
+    return p;
+}
+
+/* The address of a block handed out: a reference into the frees. */
+static inline uint8_t *put_alloc_addr(ht_encoder *e, ht_codec_ctx *c, uint8_t *p, uint8_t *tag,
+                                      uint8_t refbit, uint64_t addr)
+{
+    uint64_t d = find_ref(e, e->fcache, e->nfree, addr);
+    if (d) {
+        *tag |= refbit;
+        p = put_varint(p, d);
+    } else {
+        p = put_varint(p, zigzag((int64_t)(addr - c->alloc_addr)));
+    }
+    c->alloc_addr = addr;
+    note(e, e->acache, e->nalloc++, addr);
+    return p;
+}
+
+#define CORE_ROOM 64
+
+int ht_enc_ev_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
+                    uint64_t heap, uint64_t addr, uint64_t size)
+{
+    uint8_t *p, tag;
+    uint8_t *tagp = rec_begin(e, tid, ts, CORE_ROOM, &p, &tag);
+    if (!tagp) return -ENOMEM;
+    ht_codec_ctx *c = ctx_for(e->ctx, tid);
+    tag |= HT_EV_ALLOC;
+    p = put_heap_api(c, p, &tag, api, src, heap);
+    p = put_alloc_addr(e, c, p, &tag, TAG_REF1, addr);
+    p = put_varint(p, size);
+    rec_end(e, tagp, tag, p);
     return 0;
 }
+
+int ht_enc_ev_free(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
+                   uint64_t heap, uint64_t addr)
+{
+    uint8_t *p, tag;
+    uint8_t *tagp = rec_begin(e, tid, ts, CORE_ROOM, &p, &tag);
+    if (!tagp) return -ENOMEM;
+    ht_codec_ctx *c = ctx_for(e->ctx, tid);
+    tag |= HT_EV_FREE;
+    p = put_heap_api(c, p, &tag, api, src, heap);
+    p = put_free_addr(e, c, p, &tag, TAG_REF1, addr);
+    rec_end(e, tagp, tag, p);
+    return 0;
+}
+
+int ht_enc_ev_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
+                      uint64_t heap, uint64_t new_addr, uint64_t new_size, uint64_t old_addr,
+                      uint64_t old_size)
+{
+    uint8_t *p, tag;
+    uint8_t *tagp = rec_begin(e, tid, ts, CORE_ROOM, &p, &tag);
+    if (!tagp) return -ENOMEM;
+    ht_codec_ctx *c = ctx_for(e->ctx, tid);
+    tag |= HT_EV_REALLOC;
+    p = put_heap_api(c, p, &tag, api, src, heap);
+    /* the old block goes first, so an in-place realloc refers to it */
+    p = put_free_addr(e, c, p, &tag, TAG_REF2, old_addr);
+    p = put_varint(p, old_size);
+    p = put_alloc_addr(e, c, p, &tag, TAG_REF1, new_addr);
+    p = put_varint(p, new_size);
+    rec_end(e, tagp, tag, p);
+    return 0;
+}
+
+int ht_enc_event(ht_encoder *e, const ht_event *ev)
+{
+    switch (ev->kind) {
+    case HT_EV_ALLOC:
+        return ht_enc_ev_alloc(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr, ev->size);
+    case HT_EV_FREE: return ht_enc_ev_free(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr);
+    case HT_EV_REALLOC:
+        return ht_enc_ev_realloc(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr, ev->size,
+                                 ev->old_addr, ev->old_size);
+    default: break;
+    }
+    if (ev->kind < 64 || ev->kind > 0xffff) return -EINVAL;
+    size_t tlen = ev->text ? ev->text_len : 0;
+    uint8_t *p, tag;
+    uint8_t *tagp = rec_begin(e, ev->tid, ev->ts, 32 + 10 * (3 + HT_EVENT_ARGS) + tlen, &p, &tag);
+    if (!tagp) return -ENOMEM;
+    tag |= TAG_META;
+    p = put_varint(p, ev->kind);
+    uint8_t body[16 + 10 * (1 + HT_EVENT_ARGS)];
+    uint8_t *b = put_varint(body, ev->heap);
+    unsigned n = ev->nargs > HT_EVENT_ARGS ? HT_EVENT_ARGS : ev->nargs;
+    b = put_varint(b, n);
+    for (unsigned i = 0; i < n; i++) b = put_varint(b, ev->arg[i]);
+    size_t blen = (size_t)(b - body);
+    p = put_varint(p, blen + tlen);
+    memcpy(p, body, blen);
+    p += blen;
+    if (tlen) memcpy(p, ev->text, tlen);
+    p += tlen;
+    rec_end(e, tagp, tag, p);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- decoder */
 
 void ht_dec_init(ht_decoder *d, uint32_t stream, uint64_t ts_first, const void *data, size_t len)
 {
@@ -150,29 +287,51 @@ void ht_dec_init(ht_decoder *d, uint32_t stream, uint64_t ts_first, const void *
     d->stream = stream;
     d->prev_ts = ts_first;
     d->prev_tid = 0;
-    memset(d->ctx, 0, sizeof d->ctx);
-    for (int i = 0; i < HT_CODEC_CTX; i++) d->ctx[i].tid = UINT32_MAX;
+    d->hist.nalloc = d->hist.nfree = 0;
+    ctx_reset(d->ctx);
 }
 
-static inline int get_varint(ht_decoder *d, uint64_t *v)
+static inline int get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
 {
+    const uint8_t *p = *pp;
     uint64_t r = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (d->p >= d->end) return -EBADMSG;
-        uint8_t b = *d->p++;
+        if (p >= end) return -EBADMSG;
+        uint8_t b = *p++;
         r |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) {
             *v = r;
+            *pp = p;
             return 0;
         }
     }
     return -EBADMSG;
 }
 
-#define GET(var)                                   \
-    do {                                           \
-        if (get_varint(d, &(var)) < 0) return -EBADMSG; \
+#define GET(var)                                                 \
+    do {                                                         \
+        if (get_varint(&d->p, d->end, &(var)) < 0) return -EBADMSG; \
     } while (0)
+
+/* Read an address: a back-reference into `ring` (n entries so far) if
+ * is_ref, else a delta from *prev.  Then append it to `out_ring`. */
+static inline int get_addr(ht_decoder *d, int is_ref, const uint64_t *ring, uint32_t n,
+                           uint64_t *prev, uint64_t *out)
+{
+    uint64_t v;
+    GET(v);
+    if (is_ref) {
+        if (v == 0 || v >= HT_CODEC_HIST || v > n) return -EBADMSG;
+        *out = ring[(n - (uint32_t)v) & (HT_CODEC_HIST - 1)];
+    } else {
+        *out = *prev + (uint64_t)unzigzag(v);
+    }
+    *prev = *out;
+    return 0;
+}
+
+static inline void push_alloc(ht_codec_hist *h, uint64_t a) { h->alloc[h->nalloc++ & (HT_CODEC_HIST - 1)] = a; }
+static inline void push_free(ht_codec_hist *h, uint64_t a) { h->freed[h->nfree++ & (HT_CODEC_HIST - 1)] = a; }
 
 int ht_dec_next(ht_decoder *d, ht_event *ev)
 {
@@ -190,9 +349,10 @@ int ht_dec_next(ht_decoder *d, ht_event *ev)
     GET(v);
     d->prev_ts += (uint64_t)unzigzag(v);
     ev->ts = d->prev_ts;
-    unsigned kind = tag & 63u;
-    ht_codec_ctx *c = ctx_for(d->ctx, ev->tid);
-    if (kind == HT_EV_ALLOC || kind == HT_EV_FREE || kind == HT_EV_REALLOC) {
+    unsigned kind = tag & TAG_KIND;
+    if (kind >= HT_EV_ALLOC && kind <= HT_EV_REALLOC) {
+        ht_codec_ctx *c = ctx_for(d->ctx, ev->tid);
+        ht_codec_hist *h = &d->hist;
         ev->kind = kind;
         if (d->p >= d->end) return -EBADMSG;
         uint8_t as = *d->p++;
@@ -200,44 +360,41 @@ int ht_dec_next(ht_decoder *d, ht_event *ev)
         ev->source = as >> 5;
         if (tag & TAG_HEAP) GET(c->heap);
         ev->heap = c->heap;
-        if (kind == HT_EV_FREE) {
-            GET(v);
-            c->free_addr += (uint64_t)unzigzag(v);
-            ev->addr = c->free_addr;
-        } else {
-            GET(v);
-            c->alloc_addr += (uint64_t)unzigzag(v);
-            ev->addr = c->alloc_addr;
+        if (kind == HT_EV_ALLOC) {
+            if (get_addr(d, tag & TAG_REF1, h->freed, h->nfree, &c->alloc_addr, &ev->addr) < 0) return -EBADMSG;
+            push_alloc(h, ev->addr);
             GET(ev->size);
-            if (kind == HT_EV_REALLOC) {
-                GET(v);
-                c->free_addr += (uint64_t)unzigzag(v);
-                ev->old_addr = c->free_addr;
-                GET(ev->old_size);
-            }
+        } else if (kind == HT_EV_FREE) {
+            if (get_addr(d, tag & TAG_REF1, h->alloc, h->nalloc, &c->free_addr, &ev->addr) < 0) return -EBADMSG;
+            push_free(h, ev->addr);
+        } else {
+            if (get_addr(d, tag & TAG_REF2, h->alloc, h->nalloc, &c->free_addr, &ev->old_addr) < 0)
+                return -EBADMSG;
+            push_free(h, ev->old_addr);
+            GET(ev->old_size);
+            if (get_addr(d, tag & TAG_REF1, h->freed, h->nfree, &c->alloc_addr, &ev->addr) < 0) return -EBADMSG;
+            push_alloc(h, ev->addr);
+            GET(ev->size);
         }
         return 1;
     }
-    if (kind != TAG_META) return -EBADMSG; /* unknown core kind: needs a newer major */
+    if (kind != TAG_META || (tag & (TAG_HEAP | TAG_REF1 | TAG_REF2))) return -EBADMSG;
     uint64_t k, len;
     GET(k);
     GET(len);
     if (len > (uint64_t)(d->end - d->p)) return -EBADMSG;
-    const uint8_t *body_end = d->p + len;
+    const uint8_t *body = d->p, *body_end = d->p + len;
     if (k < 64 || k > 0xffff) return -EBADMSG;
     ev->kind = (uint32_t)k;
-    ht_decoder sub = *d;
-    sub.end = body_end;
     uint64_t n;
-    if (get_varint(&sub, &ev->heap) < 0 || get_varint(&sub, &n) < 0) return -EBADMSG;
+    if (get_varint(&body, body_end, &ev->heap) < 0 || get_varint(&body, body_end, &n) < 0) return -EBADMSG;
     for (uint64_t i = 0; i < n; i++) {
-        if (get_varint(&sub, &v) < 0) return -EBADMSG;
+        if (get_varint(&body, body_end, &v) < 0) return -EBADMSG;
         if (i < HT_EVENT_ARGS) ev->arg[i] = v;
     }
     ev->nargs = (uint16_t)(n < HT_EVENT_ARGS ? n : HT_EVENT_ARGS);
-    ev->text = (const char *)sub.p;
-    ev->text_len = (uint32_t)(body_end - sub.p);
+    ev->text = (const char *)body;
+    ev->text_len = (uint32_t)(body_end - body);
     d->p = body_end;
-    if (ev->kind == HT_EV_THREAD && ev->nargs >= 1) ev->tid = (uint32_t)ev->arg[0];
     return 1;
 }

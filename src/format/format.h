@@ -95,23 +95,49 @@ int ht_buf_reserve(ht_buf *b, size_t extra);
 void ht_buf_free(ht_buf *b);
 
 /* ---- chunk payload encoder / decoder ---- */
-#define HT_CODEC_CTX 64
+#define HT_CODEC_CTX 64      /* per-thread delta state, indexed by tid % 64 */
+#define HT_CODEC_HIST 8192   /* back-reference window (addresses), power of 2 */
+#define HT_CODEC_CACHE 4096  /* encoder's address -> serial cache, power of 2 */
+#define HT_CHUNK_RECORDS_MAX 65536 /* the collector's chunk size in records */
+
 typedef struct ht_codec_ctx {
     uint32_t tid;
     uint64_t alloc_addr, free_addr, heap;
 } ht_codec_ctx;
 
+/* The last HT_CODEC_HIST allocated and freed addresses of the chunk, in
+ * order: an address can be sent as "the one allocated (freed) d events ago". */
+typedef struct ht_codec_hist {
+    uint32_t nalloc, nfree;
+    uint64_t alloc[HT_CODEC_HIST], freed[HT_CODEC_HIST];
+} ht_codec_hist;
+
+typedef struct ht_addr_slot {
+    uint64_t addr;
+    uint32_t serial, gen;
+} ht_addr_slot;
+
 typedef struct ht_encoder {
     ht_buf out;
     uint32_t stream, records;
     uint64_t ts_first, ts_last, prev_ts;
-    uint32_t prev_tid;
+    uint32_t prev_tid, gen;
+    uint32_t nalloc, nfree;
     ht_codec_ctx ctx[HT_CODEC_CTX];
+    ht_addr_slot acache[HT_CODEC_CACHE], fcache[HT_CODEC_CACHE];
 } ht_encoder;
 
 void ht_enc_reset(ht_encoder *e, uint32_t stream);
 int ht_enc_event(ht_encoder *e, const ht_event *ev);
-void ht_enc_free(ht_encoder *e);
+/* The heap events without building an ht_event (the collector's path). */
+int ht_enc_ev_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
+                    uint64_t heap, uint64_t addr, uint64_t size);
+int ht_enc_ev_free(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
+                   uint64_t heap, uint64_t addr);
+int ht_enc_ev_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
+                      uint64_t heap, uint64_t new_addr, uint64_t new_size, uint64_t old_addr,
+                      uint64_t old_size);
+void ht_enc_free(ht_encoder *e); /* releases the encoder's memory */
 
 typedef struct ht_decoder {
     const uint8_t *p, *end;
@@ -119,6 +145,7 @@ typedef struct ht_decoder {
     uint64_t prev_ts;
     uint32_t prev_tid;
     ht_codec_ctx ctx[HT_CODEC_CTX];
+    ht_codec_hist hist;
 } ht_decoder;
 
 void ht_dec_init(ht_decoder *d, uint32_t stream, uint64_t ts_first, const void *data, size_t len);
