@@ -138,10 +138,14 @@ static HT_NOINLINE void *realloc_traced(uint32_t g, unsigned api, void *old, siz
 {
     if (ht__tls.nest) return is_array ? ht__real.reallocarray(old, n, m) : ht__real.realloc(old, n);
     uint64_t ts = ht__now();
+    unsigned old_src = ht__libc_source(old); /* read before the block may go away */
     void *p;
     uint64_t size = n;
     if (is_array) {
+        /* glibc's reallocarray calls realloc: that inner call is not an event */
+        ht__tls.nest++;
         p = ht__real.reallocarray(old, n, m);
+        ht__tls.nest--;
         size_t total;
         size = __builtin_mul_overflow(n, m, &total) ? SIZE_MAX : total;
     } else {
@@ -153,7 +157,7 @@ static HT_NOINLINE void *realloc_traced(uint32_t g, unsigned api, void *old, siz
         ht__emit_alloc(t, g, api, ht__libc_source(p), 1, ht__now(), p, size);
     } else if (size == 0 && p == NULL) {
         /* glibc: realloc(p, 0) frees p and returns NULL */
-        ht__emit_free(t, g, api, 3, 1, ts, old);
+        ht__emit_free(t, g, api, old_src, 1, ts, old);
     } else if (p == NULL) {
         /* failed: the old block is untouched; show the failed request */
         ht__emit_realloc(t, g, api, 3, 1, ht__now(), NULL, size, old, 0);
