@@ -141,7 +141,8 @@ int ht_cmd_dump(int argc, char **argv)
     static const struct option lo[] = {{"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int fmt = FMT_TEXT, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "F:h", lo, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":F:h", lo, NULL)) != -1) {
         if (c == 'h') {
             puts("usage: heaptrace dump FILE [--format text|csv|jsonl]\n\n"
                  "Prints every record of a trace in time order within each process.\n"
@@ -149,7 +150,14 @@ int ht_cmd_dump(int argc, char **argv)
                  "new_address, new_size, old_address, old_size, source, detail.");
             return 0;
         }
-        if (c != 'F') return 2;
+        if (c == ':') {
+            ht_err("dump: option '%s' needs a value", argv[optind - 1]);
+            return 2;
+        }
+        if (c != 'F') {
+            ht_err("dump: unknown option '%s'; see 'heaptrace dump --help'", argv[optind - 1]);
+            return 2;
+        }
         if (!strcmp(optarg, "text")) fmt = FMT_TEXT;
         else if (!strcmp(optarg, "csv")) fmt = FMT_CSV;
         else if (!strcmp(optarg, "jsonl") || !strcmp(optarg, "json")) fmt = FMT_JSONL;

@@ -138,9 +138,10 @@ int ht_cmd_record(int argc, char **argv)
         {"quiet", no_argument, 0, 'q'},              {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     optind = 1;
+    opterr = 0;
     int c;
     uint64_t v;
-    while ((c = getopt_long(argc, argv, "+o:m:b:n:f:z:qh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:o:m:b:n:f:z:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'o': output = optarg; break;
         case 'm':
@@ -181,7 +182,12 @@ int ht_cmd_record(int argc, char **argv)
             break;
         case 'q': quiet = 1; break;
         case 'h': record_usage(stdout); return 0;
-        default: record_usage(stderr); return 2;
+        case ':':
+            ht_err("record: option '%s' needs a value; see 'heaptrace record --help'", argv[optind - 1]);
+            return 2;
+        default:
+            ht_err("record: unknown option '%s'; see 'heaptrace record --help'", argv[optind - 1]);
+            return 2;
         }
     }
     if (optind >= argc) {

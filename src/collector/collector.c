@@ -271,6 +271,10 @@ static void accept_one(ht_collector *c)
     ht_shm_init(p->shm, p->sbsize, p->count, c->o.mode, c->clock, pid);
     ht_atomic_store_relaxed(&p->shm->heartbeat_ns, ht_mono_ns());
     p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint64_t start_ts = now_ts(c); /* before the process can record anything */
+    char cmd[4096]; /* and its command line while it waits for us (it may exit fast) */
+    size_t clen;
+    read_cmdline(pid, cmd, sizeof cmd, &clen);
     if (p->efd < 0 || send_session(fd, HT_PROTO_OK, p->size, memfd, p->efd) < 0) {
         close(memfd);
         goto fail_p;
@@ -281,10 +285,7 @@ static void accept_one(ht_collector *c)
     p->next = c->procs;
     c->procs = p;
     c->st.processes++;
-    char cmd[4096];
-    size_t clen;
-    read_cmdline(pid, cmd, sizeof cmd, &clen);
-    ht_event ev = {.kind = HT_EV_PROCESS, .pid = pid, .tid = pid, .ts = now_ts(c), .nargs = 1};
+    ht_event ev = {.kind = HT_EV_PROCESS, .pid = pid, .tid = pid, .ts = start_ts, .nargs = 1};
     ev.arg[0] = hello.ppid;
     ev.text = cmd;
     ev.text_len = (uint32_t)clen;
@@ -577,8 +578,10 @@ static int drain_all(ht_collector *c, int final)
 }
 
 /* A connection closed: that process image is gone (exit or exec).  Its
- * region is drained to the end and released. */
-static void reap_closed(ht_collector *c)
+ * region is drained to the end and released.  The root process's encoder is
+ * kept until the end even so: its PROCESS_END comes once waitpid reports the
+ * exit, which can be after the connection closed. */
+static void reap_closed(ht_collector *c, int final)
 {
     proc **pp = &c->procs;
     while (*pp) {
@@ -587,16 +590,28 @@ static void reap_closed(ht_collector *c)
             pp = &p->next;
             continue;
         }
-        drain_proc(c, p, 1);
-        merge_proc(c, p, UINT64_MAX);
-        uint64_t orphan = ht_atomic_load_relaxed(&p->shm->lost_unreported);
-        if (orphan && orphan < (1ull << 48)) {
-            ht_event ev = {.kind = HT_EV_LOST, .pid = p->pid, .ts = now_ts(c), .nargs = 1};
-            ev.arg[0] = orphan;
-            c->st.lost += orphan;
-            put_event(c, &p->enc, &ev);
+        if (p->shm) {
+            drain_proc(c, p, 1);
+            merge_proc(c, p, UINT64_MAX);
+            uint64_t orphan = ht_atomic_load_relaxed(&p->shm->lost_unreported);
+            if (orphan && orphan < (1ull << 48)) {
+                ht_event ev = {.kind = HT_EV_LOST, .pid = p->pid, .ts = now_ts(c), .nargs = 1};
+                ev.arg[0] = orphan;
+                c->st.lost += orphan;
+                put_event(c, &p->enc, &ev);
+            }
+            c->st.starved += ht_atomic_load_relaxed(&p->shm->starved);
+            flush_enc(c, &p->enc);
+            munmap(p->shm, p->size);
+            p->shm = NULL;
+            close(p->conn);
+            close(p->efd);
+            p->conn = p->efd = -1;
         }
-        c->st.starved += ht_atomic_load_relaxed(&p->shm->starved);
+        if (!final && p->pid == (uint32_t)c->root) {
+            pp = &p->next;
+            continue;
+        }
         flush_enc(c, &p->enc);
         *pp = p->next;
         proc_free(p);
@@ -625,30 +640,45 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
     }
     int pidfd = (int)syscall(SYS_pidfd_open, root, 0);
     int exited = 0;
+    struct pollfd *pf = NULL;
+    proc **pfp = NULL;
+    size_t pf_cap = 0;
     while (!exited) {
         int busy = drain_all(c, 0);
-        reap_closed(c);
+        reap_closed(c, 0);
         /* tell producers to kick us, then look once more before sleeping:
          * seq_cst on both sides orders our store against their FULL store */
-        for (proc *p = c->procs; p; p = p->next) atomic_store(&p->shm->consumer_idle, 1);
+        size_t np = 0;
+        for (proc *p = c->procs; p; p = p->next)
+            if (p->shm) atomic_store(&p->shm->consumer_idle, 1), np++;
         atomic_thread_fence(memory_order_seq_cst);
         if (!busy) busy = drain_all(c, 0);
-        size_t np = 0;
-        for (proc *p = c->procs; p; p = p->next) np++;
-        struct pollfd *pf = calloc(2 + 2 * np, sizeof *pf);
+        if (2 + 2 * np > pf_cap) {
+            pf_cap = 2 + 2 * np;
+            pf = realloc(pf, pf_cap * sizeof *pf);
+            pfp = realloc(pfp, pf_cap * sizeof *pfp);
+            if (!pf || !pfp) {
+                write_failed(c, -ENOMEM);
+                break;
+            }
+        }
         size_t k = 0;
         pf[k++] = (struct pollfd){c->lfd, POLLIN, 0};
         if (pidfd >= 0) pf[k++] = (struct pollfd){pidfd, POLLIN, 0};
+        size_t first_proc = k;
         for (proc *p = c->procs; p; p = p->next) {
+            if (!p->shm) continue;
+            pfp[k] = p;
             pf[k++] = (struct pollfd){p->conn, POLLIN, 0};
             pf[k++] = (struct pollfd){p->efd, POLLIN, 0};
         }
         int timeout = busy ? 1 : (int)(c->o.flush_ms < 100 ? c->o.flush_ms : 100);
         int r = poll(pf, k, pidfd >= 0 ? timeout : (timeout > 10 ? 10 : timeout));
-        for (proc *p = c->procs; p; p = p->next) atomic_store(&p->shm->consumer_idle, 0);
+        for (proc *p = c->procs; p; p = p->next)
+            if (p->shm) atomic_store(&p->shm->consumer_idle, 0);
         if (r > 0) {
-            size_t j = pidfd >= 0 ? 2 : 1;
-            for (proc *p = c->procs; p; p = p->next, j += 2) {
+            for (size_t j = first_proc; j < k; j += 2) {
+                proc *p = pfp[j];
                 if (pf[j].revents & (POLLIN | POLLHUP | POLLERR)) {
                     char buf[64];
                     ssize_t got = recv(p->conn, buf, sizeof buf, MSG_DONTWAIT);
@@ -662,29 +692,29 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
             }
             if (pf[0].revents & POLLIN) accept_one(c);
         }
-        free(pf);
         pid_t w = waitpid(root, status, WNOHANG);
         if (w == root) exited = 1;
         else if (w < 0 && errno == ECHILD) exited = 1, *status = 0;
     }
+    free(pf);
+    free(pfp);
     if (pidfd >= 0) close(pidfd);
     /* the process is gone: everything it committed is in its regions */
     accept_one(c); /* a late hello must not be left hanging */
     for (proc *p = c->procs; p; p = p->next) p->closed = 1;
+    reap_closed(c, 0); /* drains everything; keeps the root's encoders */
     uint64_t end_ts = now_ts(c);
-    proc *last = NULL;
-    for (proc *p = c->procs; p; p = p->next)
+    proc *last = NULL; /* the newest image of the root process: procs are prepended */
+    for (proc *p = c->procs; p && !last; p = p->next)
         if (p->pid == (uint32_t)root) last = p;
     if (last) {
-        drain_proc(c, last, 1);
-        merge_proc(c, last, UINT64_MAX);
         ht_event ev = {.kind = HT_EV_PROCESS_END, .pid = (uint32_t)root, .tid = (uint32_t)root,
                        .ts = end_ts, .nargs = 2};
         ev.arg[0] = WIFEXITED(*status) ? (uint64_t)WEXITSTATUS(*status) : 0;
         ev.arg[1] = WIFSIGNALED(*status) ? (uint64_t)WTERMSIG(*status) : 0;
         put_event(c, &last->enc, &ev);
     }
-    reap_closed(c);
+    reap_closed(c, 1);
     ht_event ev = {.kind = HT_EV_SESSION_END, .ts = end_ts, .nargs = 4};
     ev.arg[0] = c->st.events;
     ev.arg[1] = c->st.lost;

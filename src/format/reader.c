@@ -67,7 +67,9 @@ int ht_reader_open(ht_reader *r, const char *path, char *err, size_t errlen)
     } else {
         ht_file_header h = r->hdr;
         h.crc = 0;
-        if ((uint32_t)crc32(0, (const Bytef *)&h, sizeof h) != r->hdr.crc && r->hdr.header_size == sizeof h) {
+        /* the CRC covers the first 256 bytes, header_size included, whatever
+         * a newer minor version appends after them */
+        if ((uint32_t)crc32(0, (const Bytef *)&h, sizeof h) != r->hdr.crc) {
             snprintf(err, errlen, "damaged file header (checksum mismatch)");
         } else {
             rc = 0;
@@ -158,15 +160,17 @@ static int load_chunk(ht_reader *r)
         }
         if (!bad) {
             uLong crc = crc32(0, (const Bytef *)&ch, offsetof(ht_chunk_header, crc));
-            crc = crc32(crc, r->stored.data, ch.stored_size);
+            if (ch.stored_size) /* crc32(crc, NULL, 0) would restart at 0 */
+                crc = crc32(crc, r->stored.data, ch.stored_size);
             if ((uint32_t)crc != ch.crc) bad = "checksum mismatch";
         }
-        const uint8_t *payload = r->stored.data;
+        static const uint8_t empty[1];
+        const uint8_t *payload = ch.stored_size ? r->stored.data : empty;
         if (!bad && (ch.flags & HT_CHUNK_FLAG_ZSTD)) {
             if (ht_buf_reserve(&r->raw, ch.raw_size + 1) < 0) return -ENOMEM;
             size_t z = ZSTD_decompressDCtx(r->dctx, r->raw.data, ch.raw_size, r->stored.data, ch.stored_size);
             if (ZSTD_isError(z) || z != ch.raw_size) bad = "undecodable zstd frame";
-            payload = r->raw.data;
+            payload = ch.raw_size ? r->raw.data : empty;
         }
         if (bad) {
             note_bad(r, off, bad);

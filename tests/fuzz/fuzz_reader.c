@@ -1,0 +1,294 @@
+/*
+ * fuzz_reader.c - libFuzzer target for everything that reads untrusted
+ * trace bytes: the .htrace reader (file header, chunk framing, checksums,
+ * zstd, resynchronisation), the payload decoder, and the summary that
+ * `heaptrace summary` / `record` run over whatever the reader yields.
+ *
+ * Each input is used three times:
+ *  1. as a whole .htrace file (written to a memfd, opened by path through
+ *     /proc/self/fd, or a temp file if memfd is unavailable):
+ *     ht_reader_open / ht_reader_next until the end / ht_reader_problems,
+ *     with every event fed to ht_summary_event;
+ *  2. the same with the header and chunk CRCs recomputed first, so that
+ *     mutations get past the checksums into zstd and the decoder as the
+ *     reader drives them (most mutants would otherwise stop at the CRC);
+ *  3. as one chunk payload given directly to ht_dec_init / ht_dec_next.
+ *
+ * Besides what ASan/UBSan catch, it checks properties a correct reader must
+ * have (a failure aborts, which libFuzzer reports as a crash):
+ *  - ht_reader_open fails with a negative code and a one-line reason, or
+ *    succeeds; ht_reader_problems() is non-NULL exactly when chunks were
+ *    skipped or the file was truncated, and is one line;
+ *  - every event has a valid kind (1..3 or 64..65535), api < 32,
+ *    source < 8, nargs <= HT_EVENT_ARGS, pid == its chunk's stream, and its
+ *    text lies inside the decoded payload (the bytes are read, so ASan
+ *    checks them);
+ *  - the decoder always advances and never runs past the payload;
+ *  - round trip: the events decoded from any payload, re-encoded with
+ *    ht_enc_event and decoded again, come back field for field identical.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "analysis/summary.h"
+#include "format/format.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int g_fd = -1;
+static char g_path[4096];
+static FILE *g_null;
+static volatile uint64_t g_sink; /* keeps the text reads from being optimised out */
+static int g_unlink_at_exit;
+
+static void remove_temp(void)
+{
+    if (g_unlink_at_exit) unlink(g_path);
+}
+
+#define CHECK(cond)                                                                     \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            fprintf(stderr, "fuzz_reader: check failed at %s:%d: %s\n", __FILE__, __LINE__, \
+                    #cond);                                                             \
+            abort();                                                                    \
+        }                                                                               \
+    } while (0)
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    g_fd = memfd_create("fuzz.htrace", MFD_CLOEXEC);
+    if (g_fd >= 0) {
+        snprintf(g_path, sizeof g_path, "/proc/self/fd/%d", g_fd);
+        if (access(g_path, R_OK) != 0) { /* no /proc: fall back to a file */
+            close(g_fd);
+            g_fd = -1;
+        }
+    }
+    if (g_fd < 0) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(g_path, sizeof g_path, "%s/fuzz_reader.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        g_fd = mkstemp(g_path);
+        if (g_fd < 0) {
+            perror("fuzz_reader: mkstemp");
+            abort();
+        }
+        /* keep the path: the reader opens it by name; removed at exit */
+        g_unlink_at_exit = 1;
+        atexit(remove_temp);
+    }
+    g_null = fopen("/dev/null", "w");
+    if (!g_null) abort();
+    return 0;
+}
+
+static void put_input(const uint8_t *data, size_t size)
+{
+    CHECK(ftruncate(g_fd, 0) == 0);
+    size_t off = 0;
+    while (off < size) {
+        ssize_t w = pwrite(g_fd, data + off, size - off, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        CHECK(w > 0);
+        off += (size_t)w;
+    }
+}
+
+static void check_event(const ht_event *ev, const uint8_t *pay, const uint8_t *pay_end)
+{
+    CHECK(ev->kind == HT_EV_ALLOC || ev->kind == HT_EV_FREE || ev->kind == HT_EV_REALLOC ||
+          (ev->kind >= 64 && ev->kind <= 0xffff));
+    CHECK(ev->api < 32);
+    CHECK(ev->source < 8);
+    CHECK(ev->nargs <= HT_EVENT_ARGS);
+    if (ev->kind <= HT_EV_REALLOC) {
+        CHECK(ev->text == NULL && ev->text_len == 0);
+    } else {
+        CHECK(ev->text != NULL);
+        const uint8_t *t = (const uint8_t *)ev->text;
+        CHECK(t >= pay && t <= pay_end && ev->text_len <= (size_t)(pay_end - t));
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < ev->text_len; i++) sum += t[i];
+        g_sink += sum;
+    }
+    /* the names used by dump must exist for any value */
+    CHECK(ht_kind_name(ev->kind) != NULL);
+    CHECK(ht_api_name(ev->api) != NULL);
+    CHECK(ht_source_name(ev->source) != NULL);
+}
+
+/* ---- 1: the bytes as a whole file ---- */
+static void fuzz_file(const uint8_t *data, size_t size)
+{
+    put_input(data, size);
+    static ht_reader r;
+    char err[256];
+    memset(err, 0, sizeof err);
+    int rc = ht_reader_open(&r, g_path, err, sizeof err);
+    if (rc < 0) {
+        CHECK(err[0] != 0 && strchr(err, '\n') == NULL);
+        return;
+    }
+    CHECK(rc == 0);
+    ht_summary s;
+    ht_summary_init(&s);
+    ht_event ev;
+    while ((rc = ht_reader_next(&r, &ev)) > 0) {
+        CHECK(r.in_chunk);
+        CHECK(ev.pid == r.chunk.stream);
+        const uint8_t *pay_end = r.dec.end;
+        const uint8_t *pay = pay_end - r.chunk.raw_size;
+        check_event(&ev, pay, pay_end);
+        ht_summary_event(&s, &ev);
+    }
+    CHECK(rc == 0); /* a memfd never fails to read; -ENOMEM would be an abort in ASan anyway */
+    char pbuf[512];
+    const char *p = ht_reader_problems(&r, pbuf, sizeof pbuf);
+    CHECK((p != NULL) == (r.chunks_bad != 0 || r.truncated != 0));
+    if (p) CHECK(strlen(p) < sizeof pbuf && strchr(p, '\n') == NULL);
+    CHECK(r.offset <= r.file_size);
+    ht_summary_print(&s, g_null);
+    ht_summary_free(&s);
+    ht_reader_close(&r);
+}
+
+/* ---- 2: the same with valid checksums ---- */
+static uint8_t *g_fixed;
+static size_t g_fixed_cap;
+
+static void fuzz_file_fixed_crcs(const uint8_t *data, size_t size)
+{
+    if (size < HT_FILE_HEADER_SIZE) return;
+    if (g_fixed_cap < size) {
+        free(g_fixed);
+        g_fixed = malloc(size);
+        CHECK(g_fixed != NULL);
+        g_fixed_cap = size;
+    }
+    uint8_t *f = g_fixed;
+    memcpy(f, data, size);
+    uint32_t hs, crc;
+    memcpy(&hs, f + 12, 4);
+    if (hs == HT_FILE_HEADER_SIZE) {
+        memset(f + 20, 0, 4);
+        crc = (uint32_t)crc32(0, f, HT_FILE_HEADER_SIZE);
+        memcpy(f + 20, &crc, 4);
+    }
+    /* walk the chunks the way the reader frames them, fixing each CRC */
+    size_t off = hs >= HT_FILE_HEADER_SIZE && hs <= size ? hs : HT_FILE_HEADER_SIZE;
+    int fixed = 0;
+    while (off + HT_CHUNK_HEADER_SIZE <= size) {
+        ht_chunk_header ch;
+        memcpy(&ch, f + off, sizeof ch);
+        if (ch.magic == HT_CHUNK_MAGIC && ch.header_size >= HT_CHUNK_HEADER_SIZE && ch.header_size <= 4096 &&
+            (uint64_t)off + ch.header_size + ch.stored_size <= size) {
+            uLong c = crc32(0, f + off, offsetof(ht_chunk_header, crc));
+            c = crc32(c, f + off + ch.header_size, ch.stored_size);
+            ch.crc = (uint32_t)c;
+            memcpy(f + off + offsetof(ht_chunk_header, crc), &ch.crc, 4);
+            off += ch.header_size + ch.stored_size;
+            fixed++;
+        } else {
+            off++;
+        }
+    }
+    (void)fixed;
+    if (memcmp(f, data, size) != 0) fuzz_file(f, size); /* else case 1 did it */
+}
+
+/* ---- 3: the bytes as one chunk payload, plus a round trip ---- */
+static int same_event(const ht_event *a, const ht_event *b)
+{
+    if (a->kind != b->kind || a->pid != b->pid || a->tid != b->tid || a->api != b->api ||
+        a->source != b->source || a->nargs != b->nargs || a->ts != b->ts || a->heap != b->heap ||
+        a->addr != b->addr || a->size != b->size || a->old_addr != b->old_addr ||
+        a->old_size != b->old_size || a->text_len != b->text_len)
+        return 0;
+    for (int i = 0; i < HT_EVENT_ARGS; i++)
+        if (a->arg[i] != b->arg[i]) return 0;
+    if ((a->text == NULL) != (b->text == NULL)) return 0;
+    return a->text_len == 0 || memcmp(a->text, b->text, a->text_len) == 0;
+}
+
+static void fuzz_payload(const uint8_t *data, size_t size)
+{
+    /* the first 8 bytes, if any, also serve as ts_first and stream: they
+     * are part of the payload too, which is fine for a fuzzer */
+    uint64_t ts_first = 0;
+    uint32_t stream = 4242;
+    if (size >= 8) {
+        memcpy(&ts_first, data, 8);
+        stream = (uint32_t)ts_first;
+    }
+    ht_event *evs = NULL;
+    size_t n = 0, cap = 0;
+    static ht_decoder d;
+    ht_dec_init(&d, stream, ts_first, data, size);
+    CHECK(d.p == data && d.end == data + size);
+    int rc;
+    for (;;) {
+        const uint8_t *before = d.p;
+        ht_event ev;
+        rc = ht_dec_next(&d, &ev);
+        CHECK(d.p >= data && d.p <= d.end && d.end == data + size);
+        if (rc <= 0) break;
+        CHECK(rc == 1);
+        CHECK(d.p > before); /* every record consumes bytes: no endless loop */
+        CHECK(ev.pid == stream);
+        check_event(&ev, data, data + size);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            ht_event *ne = realloc(evs, cap * sizeof *ne);
+            CHECK(ne != NULL);
+            evs = ne;
+        }
+        evs[n++] = ev;
+    }
+    CHECK(rc == 0 || rc == -EBADMSG);
+    if (rc == 0) CHECK(d.p == d.end);
+
+    /* round trip of what decoded */
+    if (n > 0) {
+        /* static: the encoder and decoder hold large tables; the encoder's
+         * output buffer is reused between inputs */
+        static ht_encoder e;
+        static ht_decoder d2;
+        ht_enc_reset(&e, stream);
+        for (size_t i = 0; i < n; i++) CHECK(ht_enc_event(&e, &evs[i]) == 0);
+        CHECK(e.records == n);
+        CHECK(e.ts_first == evs[0].ts);
+        ht_dec_init(&d2, stream, e.ts_first, e.out.data, e.out.len);
+        for (size_t i = 0; i < n; i++) {
+            ht_event ev;
+            CHECK(ht_dec_next(&d2, &ev) == 1);
+            if (!same_event(&ev, &evs[i])) {
+                fprintf(stderr, "fuzz_reader: round trip differs at record %zu (kind %u/%u tid %u/%u ts %llu/%llu)\n",
+                        i, evs[i].kind, ev.kind, evs[i].tid, ev.tid, (unsigned long long)evs[i].ts,
+                        (unsigned long long)ev.ts);
+                abort();
+            }
+        }
+        ht_event ev;
+        CHECK(ht_dec_next(&d2, &ev) == 0);
+    }
+    free(evs);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_file(data, size);
+    fuzz_file_fixed_crcs(data, size);
+    fuzz_payload(data, size);
+    return 0;
+}
