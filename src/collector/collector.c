@@ -45,6 +45,9 @@
 typedef struct stage {
     uint64_t serial;
     uint64_t last_round; /* drain round that last found data of this thread */
+    uint64_t last_ts;    /* raw ts of the newest record copied */
+    uint64_t inflight_at;   /* committed value seen odd (event in flight), or 0 */
+    uint64_t inflight_since; /* CLOCK_MONOTONIC when first seen so */
     uint32_t tid;
     char name[16];
     int name_sent;
@@ -358,6 +361,7 @@ static void copy_records(ht_collector *c, stage *s, const uint8_t *data, uint64_
         if (s && ht_buf_reserve(&s->recs, bytes) == 0) {
             memcpy(s->recs.data + s->recs.len, data + off, bytes);
             s->recs.len += bytes;
+            s->last_ts = h.ts;
         }
         off += bytes;
     }
@@ -390,17 +394,28 @@ static int drain_proc(ht_collector *c, proc *p, int final)
         uint32_t stt = ht_atomic_load_acquire(&sb->state);
         /* acquire: pairs with the release store of committed (ht__commit) */
         uint64_t com = ht_atomic_load_acquire(&sb->committed);
+        uint64_t inflight = com & 1; /* ht__begin: an event is being written */
+        com &= ~(uint64_t)1;
         if (com > data_cap) {
             c->st.damaged++;
             com = data_cap;
         }
         uint64_t from = p->consumed[cv[k].idx];
+        stage *s = NULL;
+        if (com > from || inflight) s = stage_for(p, cv[k].serial, sb->tid);
         if (com > from) {
-            stage *s = stage_for(p, cv[k].serial, sb->tid);
             if (s) s->last_round = p->round;
             copy_records(c, s, (const uint8_t *)sb + HT_SUBBUF_HDR_SIZE, from, com);
             p->consumed[cv[k].idx] = com;
             busy = 1;
+        }
+        if (s && stt == HT_SB_ACTIVE && !final) {
+            if (!inflight) {
+                s->inflight_at = 0;
+            } else if (s->inflight_at != (com | 1)) {
+                s->inflight_at = com | 1;
+                s->inflight_since = ht_mono_ns();
+            }
         }
         if (stt == HT_SB_FULL || (final && stt == HT_SB_ACTIVE)) {
             p->consumed[cv[k].idx] = 0;
@@ -558,16 +573,35 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until)
     }
 }
 
+/* How far the merge of `p` may go: records older than `until`, except that
+ * a thread caught with an event in flight (ht__begin) holds back everything
+ * not older than its last record: its pending event is at least that late.
+ * A thread stuck in flight for a second (stopped, killed mid-record) stops
+ * holding the others back. */
+static uint64_t watermark(const proc *p, uint64_t until, uint64_t now)
+{
+    for (size_t i = 0; i < p->nstages; i++) {
+        const stage *s = &p->stages[i];
+        if (s->inflight_at && now - s->inflight_since < 1000000000ull && s->last_ts < until)
+            until = s->last_ts;
+    }
+    return until;
+}
+
 static int drain_all(ht_collector *c, int final)
 {
     int busy = 0;
-    uint64_t until = final ? UINT64_MAX : ht_clock_read(c->clock);
+    /* records stamped within the last 50 us may belong to an event whose
+     * in-flight mark we could not see yet: they wait for the next round */
+    uint64_t slack = (uint64_t)(50000.0 / c->conv.rate);
+    uint64_t raw = ht_clock_read(c->clock);
+    uint64_t until = final ? UINT64_MAX : raw > slack ? raw - slack : 0;
     uint64_t now = ht_mono_ns();
     for (proc *p = c->procs; p; p = p->next) {
         if (!p->shm) continue;
         int done = final || p->closed;
         busy |= drain_proc(c, p, done);
-        merge_proc(c, p, done ? UINT64_MAX : until);
+        merge_proc(c, p, done ? UINT64_MAX : watermark(p, until, now));
         if (done || now - p->last_flush >= (uint64_t)c->o.flush_ms * 1000000u) {
             ht_clock_conv_update(&c->conv);
             flush_enc(c, &p->enc);

@@ -33,14 +33,14 @@ HT_EXPORT void ht__heap_alloc(ht_heap_t heap, void *addr, size_t size, ht_source
 {
     uint32_t g = gen_now();
     if (HT_LIKELY(g == 0) || heap == HT_HEAP_NONE) return;
-    ht__emit_alloc(&ht__tls, g, HT_API_HEAP, (unsigned)src, heap, ht__now(), addr, size);
+    ht__emit_alloc(&ht__tls, g, HT_API_HEAP, (unsigned)src, heap, addr, size);
 }
 
 HT_EXPORT void ht__heap_free(ht_heap_t heap, void *addr, ht_source src)
 {
     uint32_t g = gen_now();
     if (HT_LIKELY(g == 0) || heap == HT_HEAP_NONE) return;
-    ht__emit_free(&ht__tls, g, HT_API_HEAP, (unsigned)src, heap, ht__now(), addr);
+    ht__emit_free(&ht__tls, g, HT_API_HEAP, (unsigned)src, heap, addr);
 }
 
 HT_EXPORT void ht__heap_realloc(ht_heap_t heap, void *new_addr, size_t new_size, void *old_addr,
@@ -48,7 +48,7 @@ HT_EXPORT void ht__heap_realloc(ht_heap_t heap, void *new_addr, size_t new_size,
 {
     uint32_t g = gen_now();
     if (HT_LIKELY(g == 0) || heap == HT_HEAP_NONE) return;
-    ht__emit_realloc(&ht__tls, g, HT_API_HEAP, (unsigned)src, heap, ht__now(), new_addr, new_size,
+    ht__emit_realloc(&ht__tls, g, HT_API_HEAP, (unsigned)src, heap, new_addr, new_size,
                      old_addr, old_size);
 }
 

@@ -47,7 +47,7 @@ static void new_guard_end(new_guard *g)
     if (t->pending_api == 0) return; /* the inner malloc recorded it */
     t->pending_api = 0;
     void *p = g->done ? g->result : NULL;
-    ht__emit_alloc(t, g->gen, g->api, ht__libc_source(p), 1, ht__now(), p, g->size);
+    ht__emit_alloc(t, g->gen, g->api, ht__libc_source(p), 1, p, g->size);
 }
 
 /* Fallbacks if no C++ runtime provides the operator (cannot throw from C). */
@@ -115,7 +115,7 @@ static void *fallback_new(size_t n)
         real_##sym ARGS;                                                           \
         if (t->pending_api) { /* no free seen inside: record it here */           \
             t->pending_api = 0;                                                    \
-            ht__emit_free(t, gen, api, 3, 1, ht__now(), p);                        \
+            ht__emit_free(t, gen, api, 3, 1, p);                                   \
         }                                                                          \
     }                                                                              \
     EXPORT void sym PARAMS                                                         \

@@ -26,7 +26,7 @@ static inline uint32_t session_gen(void)
 
 /* Records the outcome of an allocating call; keeps errno as the real call
  * left it. */
-static HT_NOINLINE void record_alloc(uint32_t g, unsigned api, uint64_t ts, void *p, uint64_t n)
+static HT_NOINLINE void record_alloc(uint32_t g, unsigned api, void *p, uint64_t n)
 {
     int e = errno;
     ht_tls *t = &ht__tls;
@@ -35,7 +35,7 @@ static HT_NOINLINE void record_alloc(uint32_t g, unsigned api, uint64_t ts, void
         n = t->pending_size;
         t->pending_api = 0;
     }
-    ht__emit_alloc(t, g, api, ht__libc_source(p), 1, ts, p, n);
+    ht__emit_alloc(t, g, api, ht__libc_source(p), 1, p, n);
     errno = e;
 }
 
@@ -46,7 +46,7 @@ static HT_NOINLINE void record_alloc(uint32_t g, unsigned api, uint64_t ts, void
     {                                                                      \
         if (ht__tls.nest) return ht__real.name ARGS;                       \
         void *p = ht__real.name ARGS;                                      \
-        record_alloc(g, api, ht__now(), p, SIZE);                          \
+        record_alloc(g, api, p, SIZE);                                             \
         return p;                                                          \
     }                                                                      \
     EXPORT void *name(PARAMS)                                              \
@@ -75,7 +75,7 @@ static HT_NOINLINE void *calloc_traced(uint32_t g, size_t n, size_t sz)
     void *p = ht__real.calloc(n, sz);
     size_t total;
     if (__builtin_mul_overflow(n, sz, &total)) total = SIZE_MAX; /* overflowed request */
-    record_alloc(g, HT_API_CALLOC, ht__now(), p, total);
+    record_alloc(g, HT_API_CALLOC, p, total);
     return p;
 }
 
@@ -90,7 +90,7 @@ static HT_NOINLINE int posix_memalign_traced(uint32_t g, void **out, size_t alig
 {
     if (ht__tls.nest) return ht__real.posix_memalign(out, align, n);
     int rc = ht__real.posix_memalign(out, align, n);
-    record_alloc(g, HT_API_POSIX_MEMALIGN, ht__now(), rc == 0 ? *out : NULL, n);
+    record_alloc(g, HT_API_POSIX_MEMALIGN, rc == 0 ? *out : NULL, n);
     return rc;
 }
 
@@ -115,7 +115,7 @@ static HT_NOINLINE void free_slow(uint32_t g, void *p)
         api = t->pending_api;
         t->pending_api = 0;
     }
-    ht__emit_free(t, g, api, ht__libc_source(p), 1, ht__now(), p);
+    ht__emit_free(t, g, api, ht__libc_source(p), 1, p);
     errno = e;
     ht__real.free(p);
 }
@@ -132,38 +132,39 @@ EXPORT void free(void *p)
 }
 
 /* realloc and reallocarray share this: NULL old -> ALLOC, a size-0 realloc
- * that freed -> FREE, anything else -> REALLOC (OldSize unknown here: 0). */
+ * (glibc frees the block and returns NULL) -> FREE, recorded before the call
+ * like every free; anything else -> REALLOC (OldSize unknown here: 0). */
 static HT_NOINLINE void *realloc_traced(uint32_t g, unsigned api, void *old, size_t n,
                                         size_t m, int is_array)
 {
     if (ht__tls.nest) return is_array ? ht__real.reallocarray(old, n, m) : ht__real.realloc(old, n);
-    uint64_t ts = ht__now();
-    unsigned old_src = ht__libc_source(old); /* read before the block may go away */
-    void *p;
+    ht_tls *t = &ht__tls;
     uint64_t size = n;
+    size_t total;
+    if (is_array) size = __builtin_mul_overflow(n, m, &total) ? SIZE_MAX : total;
+    int frees = old != NULL && size == 0;
+    if (frees) {
+        int e = errno;
+        ht__emit_free(t, g, api, ht__libc_source(old), 1, old);
+        errno = e;
+    }
+    void *p;
     if (is_array) {
         /* glibc's reallocarray calls realloc: that inner call is not an event */
-        ht__tls.nest++;
+        t->nest++;
         p = ht__real.reallocarray(old, n, m);
-        ht__tls.nest--;
-        size_t total;
-        size = __builtin_mul_overflow(n, m, &total) ? SIZE_MAX : total;
+        t->nest--;
     } else {
         p = ht__real.realloc(old, n);
     }
+    if (frees) return p;
     int e = errno;
-    ht_tls *t = &ht__tls;
-    if (old == NULL) {
-        ht__emit_alloc(t, g, api, ht__libc_source(p), 1, ht__now(), p, size);
-    } else if (size == 0 && p == NULL) {
-        /* glibc: realloc(p, 0) frees p and returns NULL */
-        ht__emit_free(t, g, api, old_src, 1, ts, old);
-    } else if (p == NULL) {
-        /* failed: the old block is untouched; show the failed request */
-        ht__emit_realloc(t, g, api, 3, 1, ht__now(), NULL, size, old, 0);
-    } else {
-        ht__emit_realloc(t, g, api, ht__libc_source(p), 1, ht__now(), p, size, old, 0);
-    }
+    if (old == NULL)
+        ht__emit_alloc(t, g, api, ht__libc_source(p), 1, p, size);
+    else if (p == NULL) /* failed: the old block is untouched; show the failed request */
+        ht__emit_realloc(t, g, api, 3, 1, NULL, size, old, 0);
+    else
+        ht__emit_realloc(t, g, api, ht__libc_source(p), 1, p, size, old, 0);
     errno = e;
     return p;
 }

@@ -92,7 +92,7 @@ size_t ht__boot_size(const void *p);
 
 /* Slow path: returns a window of `need` bytes or NULL (event dropped and
  * counted).  Handles stale windows, full sub-buffers, drop/block modes. */
-char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need, uint64_t ts);
+char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need);
 void ht__lost_nested(ht_tls *t);
 void ht__thread_exit(void *arg);
 void ht__session_disable(void);
@@ -106,14 +106,23 @@ static inline uint64_t ht__now(void)
     return ht_clock_read(ht__sess.clock);
 }
 
-/* `ts` is the event's timestamp: records the slow path adds in front of it
- * (thread, lost) carry the same time. */
-static inline char *ht__reserve(ht_tls *t, uint32_t gen, size_t need, uint64_t ts)
+static inline char *ht__reserve(ht_tls *t, uint32_t gen, size_t need)
 {
     char *r = t->cur;
     if (HT_UNLIKELY(t->gen != gen || (size_t)(t->end - r) < need))
-        r = ht__reserve_slow(t, gen, need, ts);
+        r = ht__reserve_slow(t, gen, need);
     return r;
+}
+
+/* A record is written in three steps.  begin: `committed` goes odd, saying
+ * "an event of this thread is in flight, its timestamp is not older than the
+ * thread's last one" (the collector then holds back newer events of other
+ * threads, so a thread preempted mid-record cannot come out of order).
+ * Then the timestamp is read and the record filled; commit publishes it. */
+static inline uint64_t ht__begin(ht_tls *t, char *r)
+{
+    ht_atomic_store_relaxed(&t->sb->committed, (uint64_t)(r - t->data) | 1);
+    return ht__now();
 }
 
 static inline void ht__commit(ht_tls *t, char *rec_end)
@@ -135,14 +144,17 @@ static inline void ht__hdr(ht_rec_hdr *h, unsigned kind, unsigned api, unsigned 
     h->ts = ts;
 }
 
+/* The timestamp is read inside, after any wait for a buffer: for an
+ * allocation after the real call returned, for a free before it runs. */
 static inline void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
-                                  uint64_t heap, uint64_t ts, const void *p, uint64_t size)
+                                  uint64_t heap, const void *p, uint64_t size)
 {
     if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
     t->in_emit = 1;
-    char *r = ht__reserve(t, gen, sizeof(ht_rec_alloc), ts);
+    char *r = ht__reserve(t, gen, sizeof(ht_rec_alloc));
     if (HT_LIKELY(r != NULL)) {
         ht_rec_alloc *a = (ht_rec_alloc *)r;
+        uint64_t ts = ht__begin(t, r);
         ht__hdr(&a->h, HT_EV_ALLOC, api, src, sizeof *a, heap, ts);
         a->addr = (uintptr_t)p;
         a->size = size;
@@ -152,13 +164,14 @@ static inline void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigne
 }
 
 static inline void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
-                                 uint64_t heap, uint64_t ts, const void *p)
+                                 uint64_t heap, const void *p)
 {
     if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
     t->in_emit = 1;
-    char *r = ht__reserve(t, gen, sizeof(ht_rec_free), ts);
+    char *r = ht__reserve(t, gen, sizeof(ht_rec_free));
     if (HT_LIKELY(r != NULL)) {
         ht_rec_free *a = (ht_rec_free *)r;
+        uint64_t ts = ht__begin(t, r);
         ht__hdr(&a->h, HT_EV_FREE, api, src, sizeof *a, heap, ts);
         a->addr = (uintptr_t)p;
         ht__commit(t, r + sizeof *a);
@@ -167,14 +180,15 @@ static inline void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned
 }
 
 static inline void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
-                                    uint64_t heap, uint64_t ts, const void *np, uint64_t nsize,
+                                    uint64_t heap, const void *np, uint64_t nsize,
                                     const void *op, uint64_t osize)
 {
     if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
     t->in_emit = 1;
-    char *r = ht__reserve(t, gen, sizeof(ht_rec_realloc), ts);
+    char *r = ht__reserve(t, gen, sizeof(ht_rec_realloc));
     if (HT_LIKELY(r != NULL)) {
         ht_rec_realloc *a = (ht_rec_realloc *)r;
+        uint64_t ts = ht__begin(t, r);
         ht__hdr(&a->h, HT_EV_REALLOC, api, src, sizeof *a, heap, ts);
         a->new_addr = (uintptr_t)np;
         a->new_size = nsize;

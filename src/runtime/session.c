@@ -240,7 +240,7 @@ static char *put_thread_record(ht_tls *t, char *r, uint64_t ts)
     return r + sizeof *th;
 }
 
-static int acquire_buffer(ht_tls *t, uint64_t ts)
+static int acquire_buffer(ht_tls *t)
 {
     ht_shm_hdr *h = ht__sess.shm;
     uint32_t count = ht__sess.subbuf_count;
@@ -260,6 +260,7 @@ static int acquire_buffer(ht_tls *t, uint64_t ts)
     t->sb = sb;
     t->data = (char *)sb + HT_SUBBUF_HDR_SIZE;
     t->end = (char *)sb + ht__sess.subbuf_size;
+    uint64_t ts = ht__now(); /* after any wait: not older than the event that follows */
     char *r = put_thread_record(t, t->data, ts);
     if (t->lost) {
         ht_rec_lost *l = (ht_rec_lost *)r;
@@ -273,7 +274,7 @@ static int acquire_buffer(ht_tls *t, uint64_t ts)
     return 1;
 }
 
-char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need, uint64_t ts)
+char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need)
 {
     int e = errno;
     char *r = NULL;
@@ -300,7 +301,7 @@ char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need, uint64_t ts)
     }
     if (t->sb) release_current(t);
     if (need + sizeof(ht_rec_thread) + sizeof(ht_rec_lost) > ht__sess.subbuf_size - HT_SUBBUF_HDR_SIZE ||
-        !acquire_buffer(t, ts)) {
+        !acquire_buffer(t)) {
         count_lost(t, 1);
         goto out;
     }
@@ -340,11 +341,11 @@ void ht__emit_text(unsigned kind, uint64_t heap, uint32_t flags, const char *tex
     size_t bytes = (sizeof(ht_rec_text) + len + 1 + 7) & ~(size_t)7;
     ht_tls *t = &ht__tls;
     if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
-    uint64_t ts = ht__now();
     t->in_emit = 1;
-    char *r = ht__reserve(t, g, bytes, ts);
+    char *r = ht__reserve(t, g, bytes);
     if (r) {
         ht_rec_text *x = (ht_rec_text *)r;
+        uint64_t ts = ht__begin(t, r);
         ht__hdr(&x->h, kind, HT_API_HEAP, 0, bytes, heap, ts);
         x->flags = flags;
         x->len = (uint32_t)len;
