@@ -48,6 +48,8 @@ typedef struct stage {
     uint64_t last_ts;    /* raw ts of the newest record copied */
     uint64_t inflight_at;   /* committed value seen odd (event in flight), or 0 */
     uint64_t inflight_since; /* CLOCK_MONOTONIC when first seen so */
+    uint64_t next_seq;   /* the thread's sub-buffer to read next */
+    int seq_known;
     uint32_t tid;
     char name[16];
     int name_sent;
@@ -68,6 +70,9 @@ typedef struct proc {
     ht_encoder enc;
     uint64_t last_flush;
     uint64_t round;
+    /* next_seq of recently forgotten threads, should they come back */
+    struct { uint64_t serial, next_seq; } grave[256];
+    uint32_t ngrave;
     struct proc *next;
 } proc;
 
@@ -327,6 +332,12 @@ static stage *stage_for(proc *p, uint64_t serial, uint32_t tid)
     memset(s, 0, sizeof *s);
     s->serial = serial;
     s->tid = tid;
+    s->last_round = p->round;
+    for (uint32_t i = 0; i < p->ngrave && i < 256; i++)
+        if (p->grave[i].serial == serial) {
+            s->next_seq = p->grave[i].next_seq;
+            s->seq_known = 1;
+        }
     return s;
 }
 
@@ -385,12 +396,21 @@ static int drain_proc(ht_collector *c, proc *p, int final)
         if (stt == HT_SB_ACTIVE || stt == HT_SB_FULL) cv[n++] = (cand){sb->serial, sb->seq, i};
     }
     qsort(cv, n, sizeof *cv, cand_cmp);
+    /* Thread by thread, in seq order, from the sub-buffer we read last.  The
+     * snapshot is not atomic: a thread can fill and leave a buffer behind the
+     * scan and take one ahead of it, so a group may start past the expected
+     * seq or have a hole; then the thread waits for the next round. */
+    stage *s = NULL;
+    int blocked = 0;
     for (size_t k = 0; k < n; k++) {
-        if (k > 0 && cv[k].serial == cv[k - 1].serial && cv[k - 1].idx == UINT32_MAX) {
-            cv[k].idx = UINT32_MAX; /* an earlier buffer of this thread is still ACTIVE */
-            continue;
-        }
         ht_subbuf *sb = ht_shm_subbuf(h, cv[k].idx);
+        if (k == 0 || cv[k].serial != cv[k - 1].serial) {
+            s = stage_for(p, cv[k].serial, sb->tid);
+            blocked = !s || (!final && s->seq_known && cv[k].seq != s->next_seq);
+        } else if (!final && cv[k].seq != cv[k - 1].seq + 1) {
+            blocked = 1;
+        }
+        if (blocked) continue;
         uint32_t stt = ht_atomic_load_acquire(&sb->state);
         /* acquire: pairs with the release store of committed (ht__commit) */
         uint64_t com = ht_atomic_load_acquire(&sb->committed);
@@ -401,15 +421,13 @@ static int drain_proc(ht_collector *c, proc *p, int final)
             com = data_cap;
         }
         uint64_t from = p->consumed[cv[k].idx];
-        stage *s = NULL;
-        if (com > from || inflight) s = stage_for(p, cv[k].serial, sb->tid);
         if (com > from) {
-            if (s) s->last_round = p->round;
+            s->last_round = p->round;
             copy_records(c, s, (const uint8_t *)sb + HT_SUBBUF_HDR_SIZE, from, com);
             p->consumed[cv[k].idx] = com;
             busy = 1;
         }
-        if (s && stt == HT_SB_ACTIVE && !final) {
+        if (stt == HT_SB_ACTIVE && !final) {
             if (!inflight) {
                 s->inflight_at = 0;
             } else if (s->inflight_at != (com | 1)) {
@@ -417,14 +435,18 @@ static int drain_proc(ht_collector *c, proc *p, int final)
                 s->inflight_since = ht_mono_ns();
             }
         }
+        s->seq_known = 1;
         if (stt == HT_SB_FULL || (final && stt == HT_SB_ACTIVE)) {
             p->consumed[cv[k].idx] = 0;
             if (ht_shm_push(h, cv[k].idx) < 0) c->st.damaged++;
             c->st.subbufs++;
+            s->next_seq = cv[k].seq + 1;
+            s->inflight_at = 0;
             pushed = 1;
             busy = 1;
         } else {
-            cv[k].idx = UINT32_MAX; /* mark: later buffers of this serial wait */
+            s->next_seq = cv[k].seq;
+            blocked = 1; /* later buffers of this thread wait until this one is full */
         }
     }
     free(cv);
@@ -557,8 +579,11 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until)
     }
     for (size_t i = 0; i < p->nstages; i++) {
         stage *s = &p->stages[i];
-        if (s->pos == s->recs.len && p->round - s->last_round > 64) {
+        if (s->pos == s->recs.len && p->round - s->last_round > 64 && !s->inflight_at) {
             /* a thread gone quiet (most likely exited): forget it */
+            uint32_t g = p->ngrave++ % 256;
+            p->grave[g].serial = s->serial;
+            p->grave[g].next_seq = s->next_seq;
             ht_buf_free(&s->recs);
             p->stages[i--] = p->stages[--p->nstages];
             continue;

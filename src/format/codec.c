@@ -195,7 +195,8 @@ static inline uint8_t *put_alloc_addr(ht_encoder *e, ht_codec_ctx *c, uint8_t *p
     return p;
 }
 
-#define CORE_ROOM 64
+/* widest heap record: tag 1 + tid 5 + ts 10 + api 1 + heap 10 + 4 x 10 */
+#define CORE_ROOM 72
 
 int ht_enc_ev_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
                     uint64_t heap, uint64_t addr, uint64_t size)

@@ -1,0 +1,126 @@
+/*
+ * rt_cases.c - programs that stress the runtime's safety rules; each mode
+ * prints "calls N" (the heap calls it made itself, all of sizes
+ * 13000..13999 so a checker can pick them out of the trace) and exits 0.
+ *
+ *   signals  the main thread reports a custom heap's events in a loop while
+ *            a 20 kHz timer's handler mallocs and frees: the handler
+ *            re-enters the runtime while the main thread is writing a record
+ *            (the main thread never holds glibc's malloc lock, so the
+ *            handler's malloc is safe from glibc's point of view)
+ *   churn    2000 short-lived threads, each allocating: sub-buffers must be
+ *            recycled at thread exit (the pool has far fewer than 2000)
+ *   dlopen   a library that allocates in its constructor and in a function,
+ *            dlopen'ed and dlclose'd 50 times
+ *   exec     allocates, then execs itself in mode "after-exec", which
+ *            allocates again: one pid, both images traced
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "heaptrace.h"
+
+static atomic_long calls;
+
+static void *volatile sink;
+
+static void churn_heap(int n)
+{
+    for (int i = 0; i < n; i++) {
+        void *p = malloc(13000 + (size_t)(i % 1000));
+        sink = p;
+        free(p);
+        atomic_fetch_add(&calls, 2);
+    }
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    churn_heap(2);
+}
+
+static int mode_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 50}, {0, 50}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    static char pool[64][16];
+    ht_heap_t h = ht_heap_create("signal-test", 0);
+    for (int i = 0; i < 400000; i++) {
+        void *p = pool[i % 64];
+        ht_heap_alloc(h, p, 13000 + (size_t)(i % 1000), HT_SOURCE_MAINPATH);
+        ht_heap_free(h, p, HT_SOURCE_MAINPATH);
+        atomic_fetch_add(&calls, 2);
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    return 0;
+}
+
+static void *thread_main(void *arg)
+{
+    (void)arg;
+    churn_heap(50);
+    return NULL;
+}
+
+static int mode_churn(void)
+{
+    for (int i = 0; i < 2000; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, thread_main, NULL) != 0) return 1;
+        pthread_join(t, NULL);
+    }
+    return 0;
+}
+
+static int mode_dlopen(const char *lib)
+{
+    for (int i = 0; i < 50; i++) {
+        void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            fprintf(stderr, "dlopen: %s\n", dlerror());
+            return 1;
+        }
+        long (*fn)(int) = (long (*)(int))dlsym(h, "plugin_work");
+        if (!fn) return 1;
+        atomic_fetch_add(&calls, fn(100));
+        dlclose(h);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return 2;
+    int rc = 2;
+    if (!strcmp(argv[1], "signals")) rc = mode_signals();
+    else if (!strcmp(argv[1], "churn")) rc = mode_churn();
+    else if (!strcmp(argv[1], "dlopen") && argc > 2) rc = mode_dlopen(argv[2]);
+    else if (!strcmp(argv[1], "exec")) {
+        churn_heap(1000);
+        char n[32];
+        snprintf(n, sizeof n, "%ld", atomic_load(&calls));
+        execl("/proc/self/exe", argv[0], "after-exec", n, (char *)NULL);
+        return 3;
+    } else if (!strcmp(argv[1], "after-exec") && argc > 2) {
+        atomic_store(&calls, atol(argv[2]));
+        churn_heap(1000);
+        rc = 0;
+    }
+    printf("calls %ld\n", atomic_load(&calls));
+    return rc;
+}
