@@ -12,13 +12,16 @@ scripts/install-deps.sh || exit 1
 JOBS=$(nproc)
 passed=0; failed=0; failed_names=()
 
-# run_suite NAME BUILD_DIR "CMAKE ARGS" "CTEST ARGS"
+# run_suite NAME BUILD_DIR "CMAKE ARGS" "CTEST ARGS" [TARGETS...]
 run_suite() {
   local name=$1 dir=$2 cargs=$3 targs=$4 log
+  shift 4
+  local targets=()
+  [ $# -gt 0 ] && targets=(--target "$@")
   echo "=== $name ==="
   # shellcheck disable=SC2086
   if ! cmake -S . -B "$dir" -DHT_WERROR=ON $cargs >"$dir.configure.log" 2>&1 ||
-     ! cmake --build "$dir" -j"$JOBS" >"$dir.build.log" 2>&1; then
+     ! cmake --build "$dir" -j"$JOBS" "${targets[@]}" >"$dir.build.log" 2>&1; then
     echo "$name: build FAILED"; tail -n 40 "$dir.configure.log" "$dir.build.log" 2>/dev/null
     failed=$((failed + 1)); failed_names+=("$name:build"); return
   fi
@@ -39,7 +42,7 @@ run_suite() {
 run_suite "normal build" build-test "-DCMAKE_BUILD_TYPE=RelWithDebInfo" ""
 run_suite "ASan+UBSan" build-asan "-DCMAKE_BUILD_TYPE=Debug -DHT_SANITIZE=address,undefined" "-L unit|e2e"
 run_suite "TSan" build-tsan "-DCMAKE_BUILD_TYPE=RelWithDebInfo -DHT_SANITIZE=thread" "-L tsan"
-run_suite "fuzz" build-fuzz "-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DHT_FUZZ=ON" "-L fuzz"
+run_suite "fuzz" build-fuzz "-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DHT_FUZZ=ON" "-L fuzz" fuzz_reader gen_seeds
 
 echo
 [ ${#failed_names[@]} -gt 0 ] && echo "failed suites: ${failed_names[*]}"
