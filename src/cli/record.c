@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,7 +108,7 @@ static void forward_signal(int sig)
     if (child_pid > 0) kill(child_pid, sig);
 }
 
-static void print_stats(const char *cmd, const char *path, const ht_collect_stats *st)
+static void print_stats(const char *cmd, const char *path, const ht_collect_stats *st, double cpu_s)
 {
     char a[32];
     fprintf(stderr, "heaptrace: recorded '%s' into %s\n", cmd, path);
@@ -117,6 +118,8 @@ static void print_stats(const char *cmd, const char *path, const ht_collect_stat
     fprintf(stderr, "  bytes per event  %.2f\n", st->events ? (double)st->bytes / (double)st->events : 0.0);
     fprintf(stderr, "  events lost      %" PRIu64 "\n", st->lost);
     fprintf(stderr, "  buffers written  %" PRIu64 "\n", st->subbufs);
+    fprintf(stderr, "  collector CPU    %.3f s (%.1f ns/event)\n", cpu_s,
+            st->events ? cpu_s * 1e9 / (double)st->events : 0.0);
     if (st->damaged)
         fprintf(stderr, "  damaged records  %" PRIu64 " (invalid data in shared memory, skipped)\n", st->damaged);
     if (st->starved)
@@ -296,6 +299,10 @@ int ht_cmd_record(int argc, char **argv)
 
     int status = 0;
     rc = ht_collector_run(col, pid, &status);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+                   ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
     ht_collect_stats st;
     ht_collector_stats(col, &st);
     ht_collector_destroy(col);
@@ -309,7 +316,7 @@ int ht_cmd_record(int argc, char **argv)
         code = WEXITSTATUS(status);
     }
     if (!quiet) {
-        print_stats(cmdline, output, &st);
+        print_stats(cmdline, output, &st, cpu_s);
         ht_print_summary_of(output, stderr);
     }
     if (rc < 0 && code == 0) code = 1; /* the trace failed although the program did not */
