@@ -23,7 +23,7 @@ typedef struct ht_collect_opts {
 #define HT_DEFAULT_SUBBUF_SIZE (64u * 1024u)
 #define HT_DEFAULT_SUBBUF_COUNT 64u
 #define HT_DEFAULT_FLUSH_MS 100u
-#define HT_DEFAULT_ZSTD_LEVEL 3
+#define HT_DEFAULT_ZSTD_LEVEL 1
 
 typedef struct ht_collect_stats {
     uint64_t events;       /* heap events written (alloc, free, realloc) */

@@ -53,6 +53,7 @@ void ht_clock_conv_init(ht_clock_conv *c, uint32_t clock)
     c->seg_raw = c->start_raw;
     c->seg_ns = 0;
     c->rate = 1.0;
+    c->mult = 1ull << 32;
     if (clock == HT_CLOCK_TSC) {
         /* first estimate over ~1 ms; refined by every ht_clock_conv_update */
         uint64_t raw, mono;
@@ -60,6 +61,7 @@ void ht_clock_conv_init(ht_clock_conv *c, uint32_t clock)
         while (mono - c->start_mono < 1000000);
         c->rate = (double)(mono - c->start_mono) / (double)(raw - c->start_raw);
     }
+    c->mult = (uint64_t)(c->rate * 4294967296.0);
 }
 
 void ht_clock_conv_update(ht_clock_conv *c)
@@ -75,12 +77,5 @@ void ht_clock_conv_update(ht_clock_conv *c)
     c->seg_raw = raw;
     c->seg_ns = ns_now;
     c->rate = whole;
-}
-
-uint64_t ht_clock_conv_ns(const ht_clock_conv *c, uint64_t raw)
-{
-    if (c->clock != HT_CLOCK_TSC) return raw >= c->start_raw ? raw - c->start_raw : 0;
-    double d = (double)(int64_t)(raw - c->seg_raw) * c->rate;
-    double ns = (double)c->seg_ns + d;
-    return ns <= 0 ? 0 : (uint64_t)ns;
+    c->mult = (uint64_t)(whole * 4294967296.0);
 }

@@ -53,15 +53,23 @@ uint32_t ht_clock_pick(void);
 typedef struct ht_clock_conv {
     uint32_t clock;
     uint64_t start_raw, start_mono, start_real;
-    /* current segment: ns = seg_ns + (raw - seg_raw) * rate */
+    /* current segment: ns = seg_ns + (raw - seg_raw) * rate, where rate is
+     * kept as a 32.32 fixed-point multiplier for the per-event conversion */
     uint64_t seg_raw, seg_ns;
     double rate; /* ns per raw unit */
-    uint64_t last_ns;
+    uint64_t mult;
 } ht_clock_conv;
 
 void ht_clock_conv_init(ht_clock_conv *c, uint32_t clock);
 /* Re-measure the rate against CLOCK_MONOTONIC; call now and then (each flush). */
 void ht_clock_conv_update(ht_clock_conv *c);
-uint64_t ht_clock_conv_ns(const ht_clock_conv *c, uint64_t raw);
+
+static inline uint64_t ht_clock_conv_ns(const ht_clock_conv *c, uint64_t raw)
+{
+    if (c->clock != HT_CLOCK_TSC) return raw >= c->start_raw ? raw - c->start_raw : 0;
+    __int128 d = (__int128)(int64_t)(raw - c->seg_raw) * (__int128)c->mult;
+    __int128 ns = (__int128)c->seg_ns + (d >> 32);
+    return ns <= 0 ? 0 : (uint64_t)ns;
+}
 
 #endif

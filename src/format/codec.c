@@ -2,12 +2,15 @@
  * codec.c - the compact encoding of a chunk payload (FORMAT.md §3).
  *
  * Each record: a tag byte, then fields as LEB128 varints.
- *   tag bits 0-3: kind (1 ALLOC, 2 FREE, 3 REALLOC, 15 metadata escape)
- *   tag bit 4  : heap differs from the thread's previous heap
- *   tag bit 5  : the (new) address is a back-reference
- *   tag bit 6  : REALLOC's old address is a back-reference
- *   tag bit 7  : thread differs from the previous record's
- * then [tid] ts-delta(zigzag), and for heap events api|source<<5, [heap],
+ *   tag bits 0-1: kind (1 ALLOC, 2 FREE, 3 REALLOC, 0 metadata)
+ *   tag bit 2  : an api|source byte follows (else: the thread's previous
+ *                one for this kind)
+ *   tag bit 3  : heap differs from the thread's previous heap
+ *   tag bit 4  : the (new) address is a back-reference
+ *   tag bit 5  : REALLOC's old address is a back-reference
+ *   tag bit 6  : thread differs from the previous record's
+ *   tag bit 7  : reserved, 0
+ * then [tid] ts-delta(zigzag), and for heap events [api|source<<5], [heap],
  * addresses, sizes.  An address is either a zigzag delta from the same
  * thread's previous allocated (freed) address, or a back-reference d >= 1:
  * a freed address is usually one allocated in this chunk ("the address of
@@ -23,12 +26,14 @@
 
 #include "format.h"
 
-#define TAG_KIND 0x0fu
-#define TAG_META 15u
-#define TAG_HEAP 0x10u
-#define TAG_REF1 0x20u
-#define TAG_REF2 0x40u
-#define TAG_THREAD 0x80u
+#define TAG_KIND HT_TAG_KIND
+#define TAG_META HT_TAG_META
+#define TAG_APISRC HT_TAG_APISRC
+#define TAG_HEAP HT_TAG_HEAP
+#define TAG_REF1 HT_TAG_REF1
+#define TAG_REF2 HT_TAG_REF2
+#define TAG_THREAD HT_TAG_THREAD
+#define TAG_RESERVED HT_TAG_RESERVED
 
 int ht_buf_reserve(ht_buf *b, size_t extra)
 {
@@ -66,6 +71,7 @@ static inline ht_codec_ctx *ctx_for(ht_codec_ctx *tab, uint32_t tid)
     ht_codec_ctx *c = &tab[tid % HT_CODEC_CTX];
     if (__builtin_expect(c->tid != tid, 0)) {
         memset(c, 0, sizeof *c);
+        memset(c->apisrc, 0xff, sizeof c->apisrc);
         c->tid = tid;
         c->heap = 1;
     }
@@ -151,10 +157,15 @@ static inline void rec_end(ht_encoder *e, uint8_t *tagp, uint8_t tag, uint8_t *p
     e->records++;
 }
 
-static inline uint8_t *put_heap_api(ht_codec_ctx *c, uint8_t *p, uint8_t *tag, unsigned api,
-                                    unsigned src, uint64_t heap)
+static inline uint8_t *put_heap_api(ht_codec_ctx *c, uint8_t *p, uint8_t *tag, unsigned kind,
+                                    unsigned api, unsigned src, uint64_t heap)
 {
-    *p++ = (uint8_t)((api & 31) | (src & 7) << 5);
+    uint8_t as = (uint8_t)((api & 31) | (src & 7) << 5);
+    if (as != c->apisrc[kind] || as == 0xff) { /* 0xff also means "none yet" */
+        *tag |= TAG_APISRC;
+        *p++ = as;
+        c->apisrc[kind] = as;
+    }
     if (heap != c->heap) {
         *tag |= TAG_HEAP;
         p = put_varint(p, heap);
@@ -206,7 +217,7 @@ int ht_enc_ev_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsi
     if (!tagp) return -ENOMEM;
     ht_codec_ctx *c = ctx_for(e->ctx, tid);
     tag |= HT_EV_ALLOC;
-    p = put_heap_api(c, p, &tag, api, src, heap);
+    p = put_heap_api(c, p, &tag, HT_EV_ALLOC, api, src, heap);
     p = put_alloc_addr(e, c, p, &tag, TAG_REF1, addr);
     p = put_varint(p, size);
     rec_end(e, tagp, tag, p);
@@ -221,7 +232,7 @@ int ht_enc_ev_free(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsig
     if (!tagp) return -ENOMEM;
     ht_codec_ctx *c = ctx_for(e->ctx, tid);
     tag |= HT_EV_FREE;
-    p = put_heap_api(c, p, &tag, api, src, heap);
+    p = put_heap_api(c, p, &tag, HT_EV_FREE, api, src, heap);
     p = put_free_addr(e, c, p, &tag, TAG_REF1, addr);
     rec_end(e, tagp, tag, p);
     return 0;
@@ -236,7 +247,7 @@ int ht_enc_ev_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, un
     if (!tagp) return -ENOMEM;
     ht_codec_ctx *c = ctx_for(e->ctx, tid);
     tag |= HT_EV_REALLOC;
-    p = put_heap_api(c, p, &tag, api, src, heap);
+    p = put_heap_api(c, p, &tag, HT_EV_REALLOC, api, src, heap);
     /* the old block goes first, so an in-place realloc refers to it */
     p = put_free_addr(e, c, p, &tag, TAG_REF2, old_addr);
     p = put_varint(p, old_size);
@@ -355,8 +366,14 @@ int ht_dec_next(ht_decoder *d, ht_event *ev)
         ht_codec_ctx *c = ctx_for(d->ctx, ev->tid);
         ht_codec_hist *h = &d->hist;
         ev->kind = kind;
-        if (d->p >= d->end) return -EBADMSG;
-        uint8_t as = *d->p++;
+        if (tag & TAG_RESERVED) return -EBADMSG;
+        if (tag & TAG_APISRC) {
+            if (d->p >= d->end) return -EBADMSG;
+            c->apisrc[kind] = *d->p++;
+        } else if (c->apisrc[kind] == 0xff) {
+            return -EBADMSG; /* "same as before" with no before */
+        }
+        uint8_t as = c->apisrc[kind];
         ev->api = as & 31;
         ev->source = as >> 5;
         if (tag & TAG_HEAP) GET(c->heap);
@@ -379,7 +396,7 @@ int ht_dec_next(ht_decoder *d, ht_event *ev)
         }
         return 1;
     }
-    if (kind != TAG_META || (tag & (TAG_HEAP | TAG_REF1 | TAG_REF2))) return -EBADMSG;
+    if (tag & (TAG_APISRC | TAG_HEAP | TAG_REF1 | TAG_REF2 | TAG_RESERVED)) return -EBADMSG;
     uint64_t k, len;
     GET(k);
     GET(len);

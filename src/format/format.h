@@ -95,6 +95,16 @@ int ht_buf_reserve(ht_buf *b, size_t extra);
 void ht_buf_free(ht_buf *b);
 
 /* ---- chunk payload encoder / decoder ---- */
+/* The record tag byte (FORMAT.md §3). */
+#define HT_TAG_KIND 0x03u     /* 1 ALLOC, 2 FREE, 3 REALLOC, 0 metadata */
+#define HT_TAG_META 0x00u
+#define HT_TAG_APISRC 0x04u   /* an api|source byte follows */
+#define HT_TAG_HEAP 0x08u     /* a heap varint follows */
+#define HT_TAG_REF1 0x10u     /* the (new) address is a back-reference */
+#define HT_TAG_REF2 0x20u     /* REALLOC: the old address is a back-reference */
+#define HT_TAG_THREAD 0x40u   /* a tid varint follows */
+#define HT_TAG_RESERVED 0x80u /* must be 0 in v1 */
+
 #define HT_CODEC_CTX 64      /* per-thread delta state, indexed by tid % 64 */
 #define HT_CODEC_HIST 8192   /* back-reference window (addresses), power of 2 */
 #define HT_CODEC_CACHE 4096  /* encoder's address -> serial cache, power of 2 */
@@ -102,6 +112,7 @@ void ht_buf_free(ht_buf *b);
 
 typedef struct ht_codec_ctx {
     uint32_t tid;
+    uint8_t apisrc[4]; /* last api|source<<5 per heap event kind; 0xff: none */
     uint64_t alloc_addr, free_addr, heap;
 } ht_codec_ctx;
 

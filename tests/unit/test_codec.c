@@ -514,7 +514,7 @@ static uint64_t zz(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 /* ALLOC on thread 1 (tid sent only if `first`), address as a delta. */
 static void pb_alloc(pbuf *p, int first, int64_t delta, uint64_t size)
 {
-    pb_byte(p, (uint8_t)(HT_EV_ALLOC | (first ? 0x80 : 0)));
+    pb_byte(p, (uint8_t)(HT_EV_ALLOC | HT_TAG_APISRC | (first ? HT_TAG_THREAD : 0)));
     if (first) pb_var(p, 1);
     pb_var(p, 0);                /* ts delta */
     pb_byte(p, 1 | 3 << 5);      /* malloc, MAINPATH */
@@ -525,7 +525,7 @@ static void pb_alloc(pbuf *p, int first, int64_t delta, uint64_t size)
 /* FREE by back-reference v. */
 static void pb_free_ref(pbuf *p, uint64_t v)
 {
-    pb_byte(p, HT_EV_FREE | 0x20);
+    pb_byte(p, HT_EV_FREE | HT_TAG_REF1 | HT_TAG_APISRC);
     pb_var(p, 0);
     pb_byte(p, 10 | 3 << 5);
     pb_var(p, v);
@@ -581,24 +581,24 @@ static void test_decoder_references(void **state)
     decode_expect(p, 1, -EBADMSG);
     /* a reference into an empty history */
     p->n = 0;
-    pb_byte(p, 0x80 | HT_EV_FREE | 0x20);
+    pb_byte(p, HT_TAG_THREAD | HT_EV_FREE | HT_TAG_REF1 | HT_TAG_APISRC);
     pb_var(p, 1);
     pb_var(p, 0);
     pb_byte(p, 10);
     pb_var(p, 1);
     decode_expect(p, 0, -EBADMSG);
     p->n = 0;
-    pb_byte(p, 0x80 | HT_EV_ALLOC | 0x20); /* alloc side refers into F */
+    pb_byte(p, HT_TAG_THREAD | HT_EV_ALLOC | HT_TAG_REF1 | HT_TAG_APISRC); /* alloc side refers into F */
     pb_var(p, 1);
     pb_var(p, 0);
     pb_byte(p, 1);
     pb_var(p, 1);
     pb_var(p, 8);
     decode_expect(p, 0, -EBADMSG);
-    /* in-place REALLOC: old = A[-1] (bit 6), new = F[-1] = old (bit 5) */
+    /* in-place REALLOC: old = A[-1] (REF2), new = F[-1] = old (REF1) */
     p->n = 0;
     pb_alloc(p, 1, 0x5000, 8);
-    pb_byte(p, HT_EV_REALLOC | 0x20 | 0x40);
+    pb_byte(p, HT_EV_REALLOC | HT_TAG_REF1 | HT_TAG_REF2 | HT_TAG_APISRC);
     pb_var(p, 0);
     pb_byte(p, 3 | 3 << 5);
     pb_var(p, 1);  /* old address: the allocation 1 ago */
@@ -630,20 +630,27 @@ static void test_decoder_tags(void **state)
     (void)state;
     pbuf *p = malloc(sizeof *p);
     assert_non_null(p);
-    /* kinds 0 and 4..14 are invalid in v1 */
-    for (unsigned k = 0; k < 15; k++) {
-        if (k >= HT_EV_ALLOC && k <= HT_EV_REALLOC) continue;
+    /* the reserved bit is invalid on any record */
+    for (unsigned k = 0; k < 4; k++) {
         p->n = 0;
-        pb_byte(p, (uint8_t)(0x80 | k));
+        pb_byte(p, (uint8_t)(HT_TAG_RESERVED | HT_TAG_THREAD | HT_TAG_APISRC | k));
         pb_var(p, 1);
         pb_var(p, 0);
         for (int i = 0; i < 8; i++) pb_byte(p, 0);
         decode_expect(p, 0, -EBADMSG);
     }
-    /* a metadata record, then the same with each of tag bits 4-6 set */
-    for (unsigned bit = 0; bit < 4; bit++) {
+    /* a heap event that says "same api as before" with no before */
+    p->n = 0;
+    pb_byte(p, HT_TAG_THREAD | HT_EV_FREE);
+    pb_var(p, 1);
+    pb_var(p, 0);
+    pb_var(p, 0);
+    decode_expect(p, 0, -EBADMSG);
+    /* a metadata record, then the same with each heap-event-only bit set */
+    static const uint8_t meta_bad_bits[] = {0, HT_TAG_APISRC, HT_TAG_HEAP, HT_TAG_REF1, HT_TAG_REF2};
+    for (unsigned bit = 0; bit < sizeof meta_bad_bits; bit++) {
         p->n = 0;
-        pb_byte(p, (uint8_t)(0x80 | 15 | (bit ? 0x08u << bit : 0)));
+        pb_byte(p, (uint8_t)(HT_TAG_THREAD | HT_TAG_META | meta_bad_bits[bit]));
         pb_var(p, 7);
         pb_var(p, 0);
         pb_var(p, HT_EV_MARKER);
@@ -667,7 +674,7 @@ static void test_decoder_tags(void **state)
     static const uint64_t bad_kinds[] = {0, 1, 63, 0x10000, UINT64_MAX};
     for (size_t i = 0; i < sizeof bad_kinds / sizeof bad_kinds[0]; i++) {
         p->n = 0;
-        pb_byte(p, 0x80 | 15);
+        pb_byte(p, HT_TAG_THREAD | HT_TAG_META);
         pb_var(p, 7);
         pb_var(p, 0);
         pb_var(p, bad_kinds[i]);
@@ -677,7 +684,7 @@ static void test_decoder_tags(void **state)
         decode_expect(p, 0, -EBADMSG);
     }
     p->n = 0;
-    pb_byte(p, 0x80 | 15);
+    pb_byte(p, HT_TAG_THREAD | HT_TAG_META);
     pb_var(p, 7);
     pb_var(p, 0);
     pb_var(p, HT_EV_MARKER);
@@ -687,7 +694,7 @@ static void test_decoder_tags(void **state)
     decode_expect(p, 0, -EBADMSG);
     /* more args than an ht_event holds: the extra ones are skipped */
     p->n = 0;
-    pb_byte(p, 0x80 | 15);
+    pb_byte(p, HT_TAG_THREAD | HT_TAG_META);
     pb_var(p, 7);
     pb_var(p, 0);
     pb_var(p, 300);
@@ -705,14 +712,14 @@ static void test_decoder_tags(void **state)
     }
     /* a tid beyond 32 bits; a varint longer than 10 bytes */
     p->n = 0;
-    pb_byte(p, 0x80 | HT_EV_FREE);
+    pb_byte(p, HT_TAG_THREAD | HT_EV_FREE | HT_TAG_APISRC);
     pb_var(p, (uint64_t)UINT32_MAX + 1);
     pb_var(p, 0);
     pb_byte(p, 0);
     pb_var(p, 0);
     decode_expect(p, 0, -EBADMSG);
     p->n = 0;
-    pb_byte(p, 0x80 | HT_EV_FREE);
+    pb_byte(p, HT_TAG_THREAD | HT_EV_FREE | HT_TAG_APISRC);
     pb_var(p, 1);
     for (int i = 0; i < 11; i++) pb_byte(p, 0x80);
     pb_byte(p, 0);
@@ -785,7 +792,7 @@ static void test_encoder_window(void **state)
             for (uint32_t i = 1; i < dist; i++) assert_int_equal(ht_enc_ev_alloc(e, 1, 0, 1, 3, 1, y, 8), 0);
             size_t at = e->out.len;
             assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, x), 0); /* v = dist */
-            int is_ref = (e->out.data[at] & 0x20) != 0;
+            int is_ref = (e->out.data[at] & HT_TAG_REF1) != 0;
             if (dist >= HT_CODEC_HIST) assert_false(is_ref);
             else saw_ref |= is_ref;
             ht_dec_init(d, 1, e->ts_first, e->out.data, e->out.len);
@@ -808,15 +815,16 @@ static void test_encoder_window(void **state)
 }
 
 /* Fill a fresh encoder with small FREE records up to exactly `target`
- * bytes (the first record is 5 bytes, the others 4 to 7). */
+ * bytes (the first record is 5 bytes, the others 3 to 6: the api byte is
+ * sent once). */
 static void fill_to(ht_encoder *e, size_t target)
 {
     uint64_t addr = 0x1000;
     assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, addr), 0); /* tag tid ts api addr */
     while (e->out.len < target) {
         size_t left = target - e->out.len;
-        /* the address delta's varint makes the record 4..7 bytes */
-        int64_t d = left >= 8 || left == 4 ? 0 : left == 5 ? 100 : left == 6 ? 10000 : 1 << 20;
+        /* the address delta's varint makes the record 3..6 bytes */
+        int64_t d = left >= 7 || left == 3 ? 0 : left == 4 ? 100 : left == 5 ? 10000 : 1 << 20;
         addr += (uint64_t)d;
         assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, addr), 0);
     }
@@ -970,7 +978,7 @@ static void test_garbage(void **state)
             switch (style) {
             case 0: buf[j] = (uint8_t)x; break;
             case 1: buf[j] = (uint8_t)(x | 0x80); break;          /* endless varints */
-            case 2: buf[j] = (uint8_t)(x % 4 == 0 ? 0x8f : x % 4 == 1 ? 0x0f : x); break; /* meta tags */
+            case 2: buf[j] = (uint8_t)(x % 4 == 0 ? HT_TAG_THREAD : x % 4 == 1 ? HT_TAG_META : x); break; /* meta tags */
             default: buf[j] = (uint8_t)(x & 0x7f); break;          /* small values, no thread bit */
             }
         }
