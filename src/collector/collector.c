@@ -3,17 +3,22 @@
  *
  * Per traced process image (one control connection) the collector owns one
  * shared region.  A drain round:
- *   1. T = now (the session clock).
- *   2. Snapshot the non-free sub-buffers, sort them by (thread serial, seq)
- *      and, thread by thread, copy the newly committed records into that
- *      thread's staging buffer; a FULL sub-buffer is read to its end and
- *      returned to the free pool; an ACTIVE one ends the thread's turn.
- *   3. Merge the staged records of all threads by timestamp, emitting only
- *      those older than T (younger ones may still be overtaken by a record
- *      another thread has not committed yet), and encode them.
- * Everything read from the region is validated: a record with a length
- * that does not fit, a committed size past the buffer end, an index out
- * of range are counted as damage and skipped, never followed.
+ *   1. Snapshot the non-free sub-buffers, sort them by (thread serial, seq)
+ *      and, thread by thread and strictly in seq order, note what each one
+ *      has committed as a segment of that thread's stream (no copy: the
+ *      records stay in shared memory).  An ACTIVE buffer ends the thread's
+ *      turn; one caught with a record in flight (odd `committed`) marks the
+ *      thread as possibly about to publish a record not older than its last.
+ *   2. Merge the threads by timestamp straight out of their segments,
+ *      emitting records older than now minus 50 us and never passing an
+ *      in-flight thread's last timestamp, and encode them.  A FULL buffer
+ *      read to its end goes back to the free pool; what a FULL buffer still
+ *      holds past the merge point is copied aside (the "spill") so the
+ *      buffer can go back at once.
+ * Everything read from the region is validated where it is read, into
+ * local copies: a record whose length does not fit, a committed size past
+ * the buffer end, an index out of range are counted as damage and skipped,
+ * never followed.
  */
 #include "collector.h"
 
@@ -42,19 +47,35 @@
 
 #define CHUNK_TARGET (512u * 1024u)
 
+/* Committed bytes [pos, end) of sub-buffer idx, part of one thread's stream. */
+typedef struct seg {
+    uint32_t idx, full; /* full: the producer is done with it */
+    uint64_t seq, pos, end;
+} seg;
+
+#define SEGS_MAX 32
+
 typedef struct stage {
     uint64_t serial;
-    uint64_t last_round; /* drain round that last found data of this thread */
-    uint64_t last_ts;    /* raw ts of the newest record copied */
-    uint64_t inflight_at;   /* committed value seen odd (event in flight), or 0 */
+    uint64_t last_round;     /* drain round that last found data of this thread */
+    uint64_t last_ts;        /* raw ts of the newest record emitted */
+    uint64_t inflight_at;    /* committed value seen odd (event in flight), or 0 */
     uint64_t inflight_since; /* CLOCK_MONOTONIC when first seen so */
-    uint64_t next_seq;   /* the thread's sub-buffer to read next */
+    uint64_t next_seq;       /* the thread's sub-buffer to read next */
     int seq_known;
     uint32_t tid;
     char name[16];
     int name_sent;
-    ht_buf recs;
-    size_t pos;
+    /* the stream: spill first, then the segments in order */
+    ht_buf spill;
+    size_t spill_pos;
+    seg segs[SEGS_MAX];
+    uint32_t nsegs;
+    /* the next record, once looked at */
+    int peeked;
+    const uint8_t *next;
+    uint32_t next_bytes;
+    uint64_t next_ts;
 } stage;
 
 typedef struct proc {
@@ -63,10 +84,10 @@ typedef struct proc {
     ht_shm_hdr *shm;
     size_t size;
     uint32_t count, sbsize;
-    uint64_t *consumed;
     stage *stages;
     size_t nstages;
     int closed;
+    int pushed; /* buffers went back to the pool this round */
     ht_encoder enc;
     uint64_t last_flush;
     uint64_t round;
@@ -187,9 +208,8 @@ static uint64_t now_ts(ht_collector *c)
 
 static void proc_free(proc *p)
 {
-    for (size_t i = 0; i < p->nstages; i++) ht_buf_free(&p->stages[i].recs);
+    for (size_t i = 0; i < p->nstages; i++) ht_buf_free(&p->stages[i].spill);
     free(p->stages);
-    free(p->consumed);
     if (p->shm) munmap(p->shm, p->size);
     if (p->conn >= 0) close(p->conn);
     if (p->efd >= 0) close(p->efd);
@@ -264,9 +284,8 @@ static void accept_one(ht_collector *c)
     p->count = c->o.subbuf_count;
     p->sbsize = c->o.subbuf_size;
     p->size = ht_shm_size(p->sbsize, p->count);
-    p->consumed = calloc(p->count, sizeof *p->consumed);
     int memfd = memfd_create("heaptrace-session", MFD_CLOEXEC);
-    if (!p->consumed || memfd < 0 || ftruncate(memfd, (off_t)p->size) < 0) {
+    if (memfd < 0 || ftruncate(memfd, (off_t)p->size) < 0) {
         if (memfd >= 0) close(memfd);
         goto fail_p;
     }
@@ -354,113 +373,6 @@ static size_t min_words(unsigned kind)
     case HT_EV_HEAP_DESTROY: return sizeof(ht_rec_text) / 8;
     default: return 2;
     }
-}
-
-/* Copy the valid records of data[from, to) into the stage; returns the
- * offset up to which the data was consumed (== to unless damaged). */
-static void copy_records(ht_collector *c, stage *s, const uint8_t *data, uint64_t from, uint64_t to)
-{
-    uint64_t off = from;
-    while (off + sizeof(ht_rec_hdr) <= to) {
-        ht_rec_hdr h;
-        memcpy(&h, data + off, sizeof h);
-        size_t bytes = (size_t)h.words * 8;
-        if (h.words < min_words(h.kind) || bytes > to - off) {
-            c->st.damaged++;
-            return; /* the rest of this buffer cannot be framed */
-        }
-        if (s && ht_buf_reserve(&s->recs, bytes) == 0) {
-            memcpy(s->recs.data + s->recs.len, data + off, bytes);
-            s->recs.len += bytes;
-            s->last_ts = h.ts;
-        }
-        off += bytes;
-    }
-    if (off != to) c->st.damaged++;
-}
-
-static int drain_proc(ht_collector *c, proc *p, int final)
-{
-    ht_shm_hdr *h = p->shm;
-    const uint64_t data_cap = p->sbsize - HT_SUBBUF_HDR_SIZE;
-    int busy = 0, pushed = 0;
-    ht_atomic_store_relaxed(&h->heartbeat_ns, ht_mono_ns());
-    cand *cv = malloc(p->count * sizeof *cv);
-    if (!cv) return 0;
-    size_t n = 0;
-    for (uint32_t i = 0; i < p->count; i++) {
-        ht_subbuf *sb = ht_shm_subbuf(h, i);
-        /* acquire: pairs with the producer's release of ACTIVE/FULL, making
-         * serial/seq (and for FULL the final committed) visible */
-        uint32_t stt = ht_atomic_load_acquire(&sb->state);
-        if (stt == HT_SB_ACTIVE || stt == HT_SB_FULL) cv[n++] = (cand){sb->serial, sb->seq, i};
-    }
-    qsort(cv, n, sizeof *cv, cand_cmp);
-    /* Thread by thread, in seq order, from the sub-buffer we read last.  The
-     * snapshot is not atomic: a thread can fill and leave a buffer behind the
-     * scan and take one ahead of it, so a group may start past the expected
-     * seq or have a hole; then the thread waits for the next round. */
-    stage *s = NULL;
-    int blocked = 0;
-    for (size_t k = 0; k < n; k++) {
-        ht_subbuf *sb = ht_shm_subbuf(h, cv[k].idx);
-        if (k == 0 || cv[k].serial != cv[k - 1].serial) {
-            s = stage_for(p, cv[k].serial, sb->tid);
-            blocked = !s || (!final && s->seq_known && cv[k].seq != s->next_seq);
-        } else if (!final && cv[k].seq != cv[k - 1].seq + 1) {
-            blocked = 1;
-        }
-        if (blocked) continue;
-        uint32_t stt = ht_atomic_load_acquire(&sb->state);
-        /* acquire: pairs with the release store of committed (ht__commit) */
-        uint64_t com = ht_atomic_load_acquire(&sb->committed);
-        uint64_t inflight = com & 1; /* ht__begin: an event is being written */
-        com &= ~(uint64_t)1;
-        if (com > data_cap) {
-            c->st.damaged++;
-            com = data_cap;
-        }
-        uint64_t from = p->consumed[cv[k].idx];
-        if (com > from) {
-            s->last_round = p->round;
-            copy_records(c, s, (const uint8_t *)sb + HT_SUBBUF_HDR_SIZE, from, com);
-            p->consumed[cv[k].idx] = com;
-            busy = 1;
-        }
-        if (stt == HT_SB_ACTIVE && !final) {
-            if (!inflight) {
-                s->inflight_at = 0;
-            } else if (s->inflight_at != (com | 1)) {
-                s->inflight_at = com | 1;
-                s->inflight_since = ht_mono_ns();
-            }
-        }
-        s->seq_known = 1;
-        if (stt == HT_SB_FULL || (final && stt == HT_SB_ACTIVE)) {
-            p->consumed[cv[k].idx] = 0;
-            if (ht_shm_push(h, cv[k].idx) < 0) c->st.damaged++;
-            c->st.subbufs++;
-            s->next_seq = cv[k].seq + 1;
-            s->inflight_at = 0;
-            pushed = 1;
-            busy = 1;
-        } else {
-            s->next_seq = cv[k].seq;
-            blocked = 1; /* later buffers of this thread wait until this one is full */
-        }
-    }
-    free(cv);
-    p->round++;
-    if (pushed && ht_atomic_load_acquire(&h->waiters))
-        syscall(SYS_futex, &h->free_seq, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
-    return busy;
-}
-
-static uint64_t rec_ts(const stage *s)
-{
-    ht_rec_hdr h;
-    memcpy(&h, s->recs.data + s->pos, sizeof h);
-    return h.ts;
 }
 
 static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
@@ -559,58 +471,216 @@ damaged:
     c->st.damaged++;
 }
 
-/* Emit staged records older than `until`, in timestamp order. */
-static void merge_proc(ht_collector *c, proc *p, uint64_t until)
+static inline const uint8_t *sb_data(const proc *p, uint32_t idx)
 {
+    return (const uint8_t *)ht_shm_subbuf(p->shm, idx) + HT_SUBBUF_HDR_SIZE;
+}
+
+static void release_buffer(ht_collector *c, proc *p, uint32_t idx)
+{
+    if (ht_shm_push(p->shm, idx) < 0) c->st.damaged++;
+    c->st.subbufs++;
+    p->pushed = 1;
+}
+
+static int drain_proc(ht_collector *c, proc *p, int final)
+{
+    ht_shm_hdr *h = p->shm;
+    const uint64_t data_cap = p->sbsize - HT_SUBBUF_HDR_SIZE;
+    int busy = 0;
+    ht_atomic_store_relaxed(&h->heartbeat_ns, ht_mono_ns());
+    cand *cv = malloc(p->count * sizeof *cv);
+    if (!cv) return 0;
+    size_t n = 0;
+    for (uint32_t i = 0; i < p->count; i++) {
+        ht_subbuf *sb = ht_shm_subbuf(h, i);
+        /* acquire: pairs with the producer's release of ACTIVE/FULL, making
+         * serial/seq (and for FULL the final committed) visible */
+        uint32_t stt = ht_atomic_load_acquire(&sb->state);
+        if (stt == HT_SB_ACTIVE || stt == HT_SB_FULL) cv[n++] = (cand){sb->serial, sb->seq, i};
+    }
+    qsort(cv, n, sizeof *cv, cand_cmp);
+    /* Thread by thread, in seq order, from the sub-buffer we read last.  The
+     * snapshot is not atomic: a thread can fill and leave a buffer behind the
+     * scan and take one ahead of it, so a group may start past the expected
+     * seq or have a hole; then the thread waits for the next round. */
+    stage *s = NULL;
+    int blocked = 0;
+    for (size_t k = 0; k < n; k++) {
+        ht_subbuf *sb = ht_shm_subbuf(h, cv[k].idx);
+        if (k == 0 || cv[k].serial != cv[k - 1].serial) {
+            s = stage_for(p, cv[k].serial, sb->tid);
+            blocked = !s || (!final && s->seq_known && cv[k].seq != s->next_seq);
+        } else if (!final && cv[k].seq != cv[k - 1].seq + 1) {
+            blocked = 1;
+        }
+        if (blocked) continue;
+        uint32_t stt = ht_atomic_load_acquire(&sb->state);
+        /* acquire: pairs with the release store of committed (ht__commit) */
+        uint64_t com = ht_atomic_load_acquire(&sb->committed);
+        uint64_t inflight = com & 1; /* ht__begin: an event is being written */
+        com &= ~(uint64_t)1;
+        if (com > data_cap) {
+            c->st.damaged++;
+            com = data_cap;
+        }
+        int full = stt == HT_SB_FULL || final;
+        seg *last = s->nsegs ? &s->segs[s->nsegs - 1] : NULL;
+        if (last && last->idx == cv[k].idx && last->seq == cv[k].seq && !last->full) {
+            if (com > last->end) {
+                last->end = com;
+                busy = 1;
+            }
+            last->full = (uint32_t)full;
+        } else if (s->nsegs < SEGS_MAX) {
+            s->segs[s->nsegs++] = (seg){cv[k].idx, (uint32_t)full, cv[k].seq, 0, com};
+            busy = 1;
+        } else {
+            blocked = 1; /* a burst of buffers: the rest next round */
+            continue;
+        }
+        s->peeked = 0;
+        s->last_round = p->round;
+        s->seq_known = 1;
+        if (full) {
+            s->next_seq = cv[k].seq + 1;
+            s->inflight_at = 0;
+        } else {
+            s->next_seq = cv[k].seq;
+            if (!inflight) {
+                s->inflight_at = 0;
+            } else if (s->inflight_at != (com | 1)) {
+                s->inflight_at = com | 1;
+                s->inflight_since = ht_mono_ns();
+            }
+            blocked = 1; /* later buffers of this thread wait until this one is full */
+        }
+    }
+    free(cv);
+    p->round++;
+    return busy;
+}
+
+/* The thread's next record: its bytes (validated framing), its raw ts.
+ * Returns 0 if the thread has nothing more to read for now.  FULL segments
+ * read to their end go back to the pool here. */
+static int stage_peek(ht_collector *c, proc *p, stage *s)
+{
+    if (s->peeked) return 1;
+    for (;;) {
+        const uint8_t *r;
+        uint64_t avail;
+        if (s->spill_pos < s->spill.len) {
+            r = s->spill.data + s->spill_pos;
+            avail = s->spill.len - s->spill_pos;
+        } else if (s->nsegs) {
+            seg *g = &s->segs[0];
+            if (g->pos >= g->end) {
+                if (!g->full) return 0;
+                release_buffer(c, p, g->idx);
+                memmove(&s->segs[0], &s->segs[1], (--s->nsegs) * sizeof *s->segs);
+                continue;
+            }
+            r = sb_data(p, g->idx) + g->pos;
+            avail = g->end - g->pos;
+        } else {
+            return 0;
+        }
+        ht_rec_hdr h;
+        if (avail >= sizeof h) {
+            memcpy(&h, r, sizeof h);
+            uint64_t bytes = (uint64_t)h.words * 8;
+            if (h.words >= min_words(h.kind) && bytes <= avail) {
+                s->next = r;
+                s->next_bytes = (uint32_t)bytes;
+                s->next_ts = h.ts;
+                s->peeked = 1;
+                return 1;
+            }
+        }
+        /* the rest of this piece cannot be framed */
+        c->st.damaged++;
+        if (s->spill_pos < s->spill.len) s->spill_pos = s->spill.len;
+        else s->segs[0].pos = s->segs[0].end;
+    }
+}
+
+static void stage_advance(stage *s)
+{
+    if (s->spill_pos < s->spill.len) s->spill_pos += s->next_bytes;
+    else s->segs[0].pos += s->next_bytes;
+    s->peeked = 0;
+}
+
+/* Emit the staged records older than `until`, in timestamp order; a thread
+ * with a record in flight holds back everything not older than its last
+ * one (its pending record is at least that late), unless it has been stuck
+ * so for a second (stopped, or killed mid-record). */
+static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
+{
+    uint64_t now = ht_mono_ns();
     for (;;) {
         stage *best = NULL;
         uint64_t best_ts = 0;
+        int best_virtual = 0;
         for (size_t i = 0; i < p->nstages; i++) {
             stage *s = &p->stages[i];
-            if (s->pos >= s->recs.len) continue;
-            uint64_t ts = rec_ts(s);
-            if (ts >= until) continue;
-            if (!best || (int64_t)(ts - best_ts) < 0) best = s, best_ts = ts;
+            uint64_t ts;
+            int virt = 0;
+            if (stage_peek(c, p, s)) {
+                ts = s->next_ts;
+            } else if (!final && s->inflight_at && now - s->inflight_since < 1000000000ull) {
+                ts = s->last_ts;
+                virt = 1;
+            } else {
+                continue;
+            }
+            if (!best || (int64_t)(ts - best_ts) < 0 || (ts == best_ts && best_virtual && !virt)) {
+                best = s;
+                best_ts = ts;
+                best_virtual = virt;
+            }
         }
-        if (!best) break;
-        const uint8_t *r = best->recs.data + best->pos;
-        best->pos += (size_t)((const ht_rec_hdr *)r)->words * 8;
+        if (!best || best_virtual || best_ts >= until) break;
+        const uint8_t *r = best->next;
+        best->last_ts = best_ts;
+        stage_advance(best);
         emit_record(c, p, best, r);
     }
     for (size_t i = 0; i < p->nstages; i++) {
         stage *s = &p->stages[i];
-        if (s->pos == s->recs.len && p->round - s->last_round > 64 && !s->inflight_at) {
+        /* what FULL buffers still hold is copied aside, so they go back now */
+        if (s->spill_pos == s->spill.len) s->spill_pos = s->spill.len = 0;
+        uint32_t kept = 0;
+        for (uint32_t j = 0; j < s->nsegs; j++) {
+            seg *g = &s->segs[j];
+            if (!g->full) {
+                s->segs[kept++] = *g;
+                continue;
+            }
+            uint64_t left = g->end - g->pos;
+            if (left && ht_buf_reserve(&s->spill, left) == 0) {
+                memcpy(s->spill.data + s->spill.len, sb_data(p, g->idx) + g->pos, left);
+                s->spill.len += left;
+            } else if (left) {
+                c->st.damaged++; /* out of memory: these records are lost */
+            }
+            release_buffer(c, p, g->idx);
+        }
+        if (kept != s->nsegs) s->peeked = 0;
+        s->nsegs = kept;
+        if (s->spill.len == 0 && s->nsegs == 0 && !s->inflight_at && p->round - s->last_round > 64) {
             /* a thread gone quiet (most likely exited): forget it */
             uint32_t g = p->ngrave++ % 256;
             p->grave[g].serial = s->serial;
             p->grave[g].next_seq = s->next_seq;
-            ht_buf_free(&s->recs);
+            ht_buf_free(&s->spill);
             p->stages[i--] = p->stages[--p->nstages];
-            continue;
-        }
-        if (s->pos == s->recs.len) {
-            s->pos = s->recs.len = 0;
-        } else if (s->pos > s->recs.len / 2) {
-            memmove(s->recs.data, s->recs.data + s->pos, s->recs.len - s->pos);
-            s->recs.len -= s->pos;
-            s->pos = 0;
         }
     }
-}
-
-/* How far the merge of `p` may go: records older than `until`, except that
- * a thread caught with an event in flight (ht__begin) holds back everything
- * not older than its last record: its pending event is at least that late.
- * A thread stuck in flight for a second (stopped, killed mid-record) stops
- * holding the others back. */
-static uint64_t watermark(const proc *p, uint64_t until, uint64_t now)
-{
-    for (size_t i = 0; i < p->nstages; i++) {
-        const stage *s = &p->stages[i];
-        if (s->inflight_at && now - s->inflight_since < 1000000000ull && s->last_ts < until)
-            until = s->last_ts;
-    }
-    return until;
+    if (p->pushed && ht_atomic_load_acquire(&p->shm->waiters))
+        syscall(SYS_futex, &p->shm->free_seq, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    p->pushed = 0;
 }
 
 static int drain_all(ht_collector *c, int final)
@@ -626,7 +696,7 @@ static int drain_all(ht_collector *c, int final)
         if (!p->shm) continue;
         int done = final || p->closed;
         busy |= drain_proc(c, p, done);
-        merge_proc(c, p, done ? UINT64_MAX : watermark(p, until, now));
+        merge_proc(c, p, done ? UINT64_MAX : until, done);
         if (done || now - p->last_flush >= (uint64_t)c->o.flush_ms * 1000000u) {
             ht_clock_conv_update(&c->conv);
             flush_enc(c, &p->enc);
@@ -651,7 +721,7 @@ static void reap_closed(ht_collector *c, int final)
         }
         if (p->shm) {
             drain_proc(c, p, 1);
-            merge_proc(c, p, UINT64_MAX);
+            merge_proc(c, p, UINT64_MAX, 1);
             uint64_t orphan = ht_atomic_load_relaxed(&p->shm->lost_unreported);
             if (orphan && orphan < (1ull << 48)) {
                 ht_event ev = {.kind = HT_EV_LOST, .pid = p->pid, .ts = now_ts(c), .nargs = 1};
