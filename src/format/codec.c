@@ -174,36 +174,37 @@ static inline uint8_t *put_heap_api(ht_codec_ctx *c, uint8_t *p, uint8_t *tag, u
     return p;
 }
 
-/* The address of a block being freed: a reference into the allocations. */
-static inline uint8_t *put_free_addr(ht_encoder *e, ht_codec_ctx *c, uint8_t *p, uint8_t *tag,
-                                     uint8_t refbit, uint64_t addr)
+/* An address as a back-reference into the other side's history (`refs`,
+ * with `nrefs` entries so far) or as a delta from *prev; then it joins its
+ * own side's history (`own`, entry number (*nown)++). */
+static inline uint8_t *put_addr(ht_encoder *e, uint8_t *p, uint8_t *tag, uint8_t refbit, uint64_t addr,
+                                ht_addr_slot *refs, uint32_t nrefs, ht_addr_slot *own, uint32_t *nown,
+                                uint64_t *prev)
 {
-    uint64_t d = find_ref(e, e->acache, e->nalloc, addr);
+    uint64_t d = find_ref(e, refs, nrefs, addr);
     if (d) {
         *tag |= refbit;
         p = put_varint(p, d);
     } else {
-        p = put_varint(p, zigzag((int64_t)(addr - c->free_addr)));
+        p = put_varint(p, zigzag((int64_t)(addr - *prev)));
     }
-    c->free_addr = addr;
-    note(e, e->fcache, e->nfree++, addr);
+    *prev = addr;
+    note(e, own, (*nown)++, addr);
     return p;
+}
+
+/* The address of a block being freed: a reference into the allocations. */
+static inline uint8_t *put_free_addr(ht_encoder *e, ht_codec_ctx *c, uint8_t *p, uint8_t *tag,
+                                     uint8_t refbit, uint64_t addr)
+{
+    return put_addr(e, p, tag, refbit, addr, e->acache, e->nalloc, e->fcache, &e->nfree, &c->free_addr);
 }
 
 /* The address of a block handed out: a reference into the frees. */
 static inline uint8_t *put_alloc_addr(ht_encoder *e, ht_codec_ctx *c, uint8_t *p, uint8_t *tag,
                                       uint8_t refbit, uint64_t addr)
 {
-    uint64_t d = find_ref(e, e->fcache, e->nfree, addr);
-    if (d) {
-        *tag |= refbit;
-        p = put_varint(p, d);
-    } else {
-        p = put_varint(p, zigzag((int64_t)(addr - c->alloc_addr)));
-    }
-    c->alloc_addr = addr;
-    note(e, e->acache, e->nalloc++, addr);
-    return p;
+    return put_addr(e, p, tag, refbit, addr, e->fcache, e->nfree, e->acache, &e->nalloc, &c->alloc_addr);
 }
 
 /* widest heap record: tag 1 + tid 5 + ts 10 + api 1 + heap 10 + 4 x 10 */
