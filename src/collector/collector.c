@@ -683,6 +683,18 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
     p->pushed = 0;
 }
 
+/* The process image is gone: read everything.  A round notes at most
+ * SEGS_MAX buffers of a thread, and the merge returns them to the pool, so
+ * go round until a drain finds nothing new. */
+static void drain_final(ht_collector *c, proc *p)
+{
+    for (uint32_t rounds = 0; rounds <= p->count; rounds++) {
+        int busy = drain_proc(c, p, 1);
+        merge_proc(c, p, UINT64_MAX, 1);
+        if (!busy) break;
+    }
+}
+
 static int drain_all(ht_collector *c, int final)
 {
     int busy = 0;
@@ -695,8 +707,12 @@ static int drain_all(ht_collector *c, int final)
     for (proc *p = c->procs; p; p = p->next) {
         if (!p->shm) continue;
         int done = final || p->closed;
-        busy |= drain_proc(c, p, done);
-        merge_proc(c, p, done ? UINT64_MAX : until, done);
+        if (done) {
+            drain_final(c, p);
+        } else {
+            busy |= drain_proc(c, p, 0);
+            merge_proc(c, p, until, 0);
+        }
         if (done || now - p->last_flush >= (uint64_t)c->o.flush_ms * 1000000u) {
             ht_clock_conv_update(&c->conv);
             flush_enc(c, &p->enc);
@@ -720,8 +736,7 @@ static void reap_closed(ht_collector *c, int final)
             continue;
         }
         if (p->shm) {
-            drain_proc(c, p, 1);
-            merge_proc(c, p, UINT64_MAX, 1);
+            drain_final(c, p);
             uint64_t orphan = ht_atomic_load_relaxed(&p->shm->lost_unreported);
             if (orphan && orphan < (1ull << 48)) {
                 ht_event ev = {.kind = HT_EV_LOST, .pid = p->pid, .ts = now_ts(c), .nargs = 1};

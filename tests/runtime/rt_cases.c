@@ -14,6 +14,9 @@
  *            dlopen'ed and dlclose'd 50 times
  *   exec     allocates, then execs itself in mode "after-exec", which
  *            allocates again: one pid, both images traced
+ *   burst    one thread allocates as fast as it can, then the process exits
+ *            at once: with small buffers, many full ones are waiting for the
+ *            collector when the process ends, and all must be read
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -109,6 +112,10 @@ int main(int argc, char **argv)
     int rc = 2;
     if (!strcmp(argv[1], "signals")) rc = mode_signals();
     else if (!strcmp(argv[1], "churn")) rc = mode_churn();
+    else if (!strcmp(argv[1], "burst")) {
+        churn_heap(100000);
+        rc = 0;
+    }
     else if (!strcmp(argv[1], "dlopen") && argc > 2) rc = mode_dlopen(argv[2]);
     else if (!strcmp(argv[1], "exec")) {
         churn_heap(1000);
