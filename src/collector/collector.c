@@ -105,6 +105,7 @@ struct ht_collector {
     ht_writer w;
     int writing;
     ht_clock_conv conv;
+    uint64_t conv_updated; /* CLOCK_MONOTONIC of the last rate update */
     uint32_t clock;
     proc *procs;
     ht_collect_stats st;
@@ -289,7 +290,7 @@ static void accept_one(ht_collector *c)
         if (memfd >= 0) close(memfd);
         goto fail_p;
     }
-    p->shm = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, memfd, 0);
+    p->shm = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
     if (p->shm == MAP_FAILED) {
         p->shm = NULL;
         close(memfd);
@@ -701,9 +702,13 @@ static int drain_all(ht_collector *c, int final)
     /* records stamped within the last 50 us may belong to an event whose
      * in-flight mark we could not see yet: they wait for the next round */
     uint64_t slack = (uint64_t)(50000.0 / c->conv.rate);
+    uint64_t now = ht_mono_ns();
+    if (now - c->conv_updated >= 10000000) { /* re-measure the raw clock rate */
+        ht_clock_conv_update(&c->conv);
+        c->conv_updated = now;
+    }
     uint64_t raw = ht_clock_read(c->clock);
     uint64_t until = final ? UINT64_MAX : raw > slack ? raw - slack : 0;
-    uint64_t now = ht_mono_ns();
     for (proc *p = c->procs; p; p = p->next) {
         if (!p->shm) continue;
         int done = final || p->closed;
@@ -714,7 +719,6 @@ static int drain_all(ht_collector *c, int final)
             merge_proc(c, p, until, 0);
         }
         if (done || now - p->last_flush >= (uint64_t)c->o.flush_ms * 1000000u) {
-            ht_clock_conv_update(&c->conv);
             flush_enc(c, &p->enc);
             p->last_flush = now;
         }
@@ -766,6 +770,7 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
 {
     c->root = root;
     ht_clock_conv_init(&c->conv, c->clock);
+    c->conv_updated = c->conv.start_mono;
     ht_file_header h = c->w.hdr;
     h.start_mono_ns = c->conv.start_mono;
     h.start_real_ns = c->conv.start_real;

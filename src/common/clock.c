@@ -55,10 +55,11 @@ void ht_clock_conv_init(ht_clock_conv *c, uint32_t clock)
     c->rate = 1.0;
     c->mult = 1ull << 32;
     if (clock == HT_CLOCK_TSC) {
-        /* first estimate over ~1 ms; refined by every ht_clock_conv_update */
+        /* first estimate over ~100 us (start-up cost matters); the collector
+         * refines it every few milliseconds with ht_clock_conv_update */
         uint64_t raw, mono;
         do sample(clock, &raw, &mono);
-        while (mono - c->start_mono < 1000000);
+        while (mono - c->start_mono < 100000);
         c->rate = (double)(mono - c->start_mono) / (double)(raw - c->start_raw);
     }
     c->mult = (uint64_t)(c->rate * 4294967296.0);
