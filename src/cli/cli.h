@@ -22,6 +22,11 @@ int ht_open_trace(struct ht_reader *r, const char *path);
 /* After reading: prints the reader's problems, returns 1 if any. */
 int ht_report_problems(const struct ht_reader *r);
 
+/* The per-user directory for control sockets ($XDG_RUNTIME_DIR/heaptrace or
+ * /tmp/heaptrace-UID), created mode 0700 and checked to be ours and private.
+ * 0 or -errno (-EPERM: exists but is not private). */
+int ht_runtime_dir(char *out, size_t len);
+
 /* Summary of a trace file, printed to out; returns an exit code. */
 int ht_print_summary_of(const char *path, FILE *out);
 

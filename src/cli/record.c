@@ -81,8 +81,6 @@ static int find_runtime(char *out, size_t len)
     return -1;
 }
 
-/* Per-user directory for control sockets: mode 0700, owned by us. */
-int ht_runtime_dir(char *out, size_t len);
 int ht_runtime_dir(char *out, size_t len)
 {
     const char *x = getenv("XDG_RUNTIME_DIR");

@@ -125,8 +125,6 @@ static void join_record_session(const char *path)
     ht__sess.clock = h->clock;
     ht__sess.sock_fd = ht__fd_hide(fd);
     ht__sess.event_fd = ht__fd_hide(fds[1]);
-    tv.tv_sec = 0;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     /* release: the session fields above happen-before any thread that sees
      * ht__on != 0 and then reads them (acquire in ht__reserve_slow). */
     ht_atomic_store_release((_Atomic uint32_t *)&ht__on, ++generation);
