@@ -699,6 +699,7 @@ static void drain_final(ht_collector *c, proc *p)
     }
 }
 
+/* Returns whether the round returned buffers to the pool. */
 static int drain_all(ht_collector *c, int final)
 {
     int busy = 0;
@@ -718,8 +719,13 @@ static int drain_all(ht_collector *c, int final)
         if (done) {
             drain_final(c, p);
         } else {
-            busy |= drain_proc(c, p, 0);
+            uint64_t released = c->st.subbufs;
+            drain_proc(c, p, 0);
             merge_proc(c, p, until, 0);
+            /* buffers filled up since the last round: the program is
+             * producing fast, come back at once; otherwise sleep until a
+             * producer fills one (it kicks us) or the flush interval */
+            busy |= c->st.subbufs != released;
         }
         if (done || now - p->last_flush >= (uint64_t)c->o.flush_ms * 1000000u) {
             flush_enc(c, &p->enc);

@@ -95,7 +95,6 @@ size_t ht__boot_size(const void *p);
 char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need);
 void ht__lost_nested(ht_tls *t);
 void ht__thread_exit(void *arg);
-void ht__session_disable(void);
 int ht__fd_hide(int fd);     /* move to a high, close-on-exec number */
 void ht__fd_close(int fd);   /* really close one of ours */
 

@@ -146,10 +146,6 @@ void ht__session_join(void)
     if (path && *path) join_record_session(path);
 }
 
-void ht__session_disable(void)
-{
-    ht_atomic_store_release((_Atomic uint32_t *)&ht__on, 0);
-}
 
 /* ---- sub-buffer management (the slow path) ---- */
 
@@ -215,7 +211,7 @@ static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count)
         uint64_t hb = ht_atomic_load_relaxed(&h->heartbeat_ns);
         if (hb && now > hb && now - hb > 3000000000ull) {
             ht_log("collector stopped answering; tracing disabled");
-            ht__session_disable();
+            ht_atomic_store_release((_Atomic uint32_t *)&ht__on, 0); /* idle from now on */
             return HT_FREE_NONE;
         }
         if (now - last_progress > 2000000000ull) {
