@@ -79,7 +79,7 @@ typedef struct stage {
 } stage;
 
 typedef struct proc {
-    int conn, efd;
+    int conn, efd, memfd; /* memfd: until handed to the process */
     uint32_t pid;
     ht_shm_hdr *shm;
     size_t size;
@@ -108,6 +108,7 @@ struct ht_collector {
     uint64_t conv_updated; /* CLOCK_MONOTONIC of the last rate update */
     uint32_t clock;
     proc *procs;
+    proc *spare; /* a region made ready before the process asks for it */
     ht_collect_stats st;
     ht_encoder session_enc;
     pid_t root;
@@ -214,6 +215,7 @@ static void proc_free(proc *p)
     if (p->shm) munmap(p->shm, p->size);
     if (p->conn >= 0) close(p->conn);
     if (p->efd >= 0) close(p->efd);
+    if (p->memfd >= 0) close(p->memfd);
     ht_enc_free(&p->enc);
     free(p);
 }
@@ -253,6 +255,32 @@ static int send_session(int fd, uint32_t status, uint64_t size, int memfd, int e
     return sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof m ? 0 : -errno;
 }
 
+/* A process record with its region (memfd mapped and initialised, eventfd),
+ * not yet bound to a process; NULL if the system refused. */
+static proc *proc_new(ht_collector *c)
+{
+    proc *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->conn = p->efd = p->memfd = -1;
+    p->count = c->o.subbuf_count;
+    p->sbsize = c->o.subbuf_size;
+    p->size = ht_shm_size(p->sbsize, p->count);
+    p->memfd = memfd_create("heaptrace-session", MFD_CLOEXEC);
+    if (p->memfd < 0 || ftruncate(p->memfd, (off_t)p->size) < 0) goto fail;
+    p->shm = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, p->memfd, 0);
+    if (p->shm == MAP_FAILED) {
+        p->shm = NULL;
+        goto fail;
+    }
+    ht_shm_init(p->shm, p->sbsize, p->count, c->o.mode, c->clock, 0);
+    p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->efd < 0) goto fail;
+    return p;
+fail:
+    proc_free(p);
+    return NULL;
+}
+
 static void accept_one(ht_collector *c)
 {
     int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -277,37 +305,26 @@ static void accept_one(ht_collector *c)
         close(fd);
         return;
     }
-    proc *p = calloc(1, sizeof *p);
-    if (!p) goto fail;
+    proc *p = c->spare ? c->spare : proc_new(c);
+    c->spare = NULL;
+    if (!p) {
+        close(fd);
+        return;
+    }
     p->conn = fd;
-    p->efd = -1;
     p->pid = pid;
-    p->count = c->o.subbuf_count;
-    p->sbsize = c->o.subbuf_size;
-    p->size = ht_shm_size(p->sbsize, p->count);
-    int memfd = memfd_create("heaptrace-session", MFD_CLOEXEC);
-    if (memfd < 0 || ftruncate(memfd, (off_t)p->size) < 0) {
-        if (memfd >= 0) close(memfd);
-        goto fail_p;
-    }
-    p->shm = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    if (p->shm == MAP_FAILED) {
-        p->shm = NULL;
-        close(memfd);
-        goto fail_p;
-    }
-    ht_shm_init(p->shm, p->sbsize, p->count, c->o.mode, c->clock, pid);
+    p->shm->pid = pid;
     ht_atomic_store_relaxed(&p->shm->heartbeat_ns, ht_mono_ns());
-    p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     uint64_t start_ts = now_ts(c); /* before the process can record anything */
     char cmd[4096]; /* and its command line while it waits for us (it may exit fast) */
     size_t clen;
     read_cmdline(pid, cmd, sizeof cmd, &clen);
-    if (p->efd < 0 || send_session(fd, HT_PROTO_OK, p->size, memfd, p->efd) < 0) {
-        close(memfd);
-        goto fail_p;
+    if (send_session(fd, HT_PROTO_OK, p->size, p->memfd, p->efd) < 0) {
+        proc_free(p);
+        return;
     }
-    close(memfd);
+    close(p->memfd);
+    p->memfd = -1;
     ht_enc_reset(&p->enc, pid);
     p->last_flush = ht_mono_ns();
     p->next = c->procs;
@@ -318,12 +335,6 @@ static void accept_one(ht_collector *c)
     ev.text = cmd;
     ev.text_len = (uint32_t)clen;
     put_event(c, &p->enc, &ev);
-    return;
-fail_p:
-    proc_free(p);
-    return;
-fail:
-    close(fd);
 }
 
 /* ---- draining ---- */
@@ -796,6 +807,8 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
         ev.text_len = c->o.command ? (uint32_t)strlen(c->o.command) : 0;
         put_event(c, &c->session_enc, &ev);
     }
+    /* the program is starting now: have its region ready when it asks */
+    c->spare = proc_new(c);
     int pidfd = (int)syscall(SYS_pidfd_open, root, 0);
     int exited = 0;
     struct pollfd *pf = NULL;
@@ -899,6 +912,7 @@ void ht_collector_stats(const ht_collector *c, ht_collect_stats *s)
 void ht_collector_destroy(ht_collector *c)
 {
     if (!c) return;
+    if (c->spare) proc_free(c->spare);
     while (c->procs) {
         proc *p = c->procs;
         c->procs = p->next;
