@@ -111,6 +111,8 @@ static void print_stats(const char *cmd, const char *path, const ht_collect_stat
     char a[32];
     fprintf(stderr, "heaptrace: recorded '%s' into %s\n", cmd, path);
     fprintf(stderr, "session:\n");
+    if (st->write_error)
+        fprintf(stderr, "  TRACE INCOMPLETE writing stopped early: %s\n", strerror(st->write_error));
     fprintf(stderr, "  events           %" PRIu64 "\n", st->events);
     fprintf(stderr, "  bytes written    %" PRIu64 " (%s)\n", st->bytes, ht_fmt_bytes(st->bytes, a, sizeof a));
     fprintf(stderr, "  bytes per event  %.2f\n", st->events ? (double)st->bytes / (double)st->events : 0.0);
