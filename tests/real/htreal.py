@@ -14,6 +14,7 @@ Used by real_programs.py and lttng_crosscheck.py (python3 stdlib only).
 import io
 import json
 import os
+import shutil
 import random
 import re
 import subprocess
@@ -56,6 +57,14 @@ class Checker:
                 print("  - " + f)
             sys.exit(1)
         sys.exit(0)
+
+
+def remove_tmp(c, tmp):
+    """Remove a test's scratch directory, unless it failed and HT_KEEP_TMP is set."""
+    if c.failed and os.environ.get("HT_KEEP_TMP"):
+        print("  (HT_KEEP_TMP: kept %s for inspection)" % tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(cmd, env=None, cwd=None, stdin_path=None, timeout=300):

@@ -60,7 +60,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
-from htreal import (Checker, base_env, read_dump, record, run, write_python_script,  # noqa: E402
+from htreal import (Checker, base_env, read_dump, record, remove_tmp, run, write_python_script,  # noqa: E402
                     write_sqlite_script)
 
 LTTNG_TALLY = os.path.join(HERE, "lttng_tally.awk")
@@ -351,10 +351,7 @@ def main():
                  "(one event per call)")
     finally:
         lt.stop_daemon()
-        if c.failed and os.environ.get("HT_KEEP_TMP"):
-            print("  (HT_KEEP_TMP: kept %s for inspection)" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        remove_tmp(c, tmp)
     c.finish()
 
 

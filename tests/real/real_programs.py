@@ -35,7 +35,7 @@ import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from htreal import (Checker, base_env, check_trace, read_dump, read_summary, record, run,  # noqa: E402
+from htreal import (Checker, base_env, check_trace, read_dump, read_summary, record, remove_tmp, run,  # noqa: E402
                     write_python_script, write_sqlite_script)
 
 TINY = ["--buffer-size", "4K", "--buffers", "2"]
@@ -225,10 +225,7 @@ def main():
     try:
         CASES[case](c, ht, tmp)
     finally:
-        if c.failed and os.environ.get("HT_KEEP_TMP"):
-            print("  (HT_KEEP_TMP: kept %s for inspection)" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        remove_tmp(c, tmp)
     c.finish()
 
 
