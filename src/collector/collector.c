@@ -11,7 +11,9 @@
  *      thread as possibly about to publish a record not older than its last.
  *   2. Merge the threads by timestamp straight out of their segments,
  *      emitting records older than now minus 50 us and never passing an
- *      in-flight thread's last timestamp, and encode them.  A FULL buffer
+ *      in-flight thread's last timestamp, nor the last record noted of a
+ *      thread whose later buffers wait for the next round (at most
+ *      SEGS_MAX are noted per round), and encode them.  A FULL buffer
  *      read to its end goes back to the free pool; what a FULL buffer still
  *      holds past the merge point is copied aside (the "spill") so the
  *      buffer can go back at once.
@@ -63,6 +65,8 @@ typedef struct stage {
     uint64_t inflight_since; /* CLOCK_MONOTONIC when first seen so */
     uint64_t next_seq;       /* the thread's sub-buffer to read next */
     int seq_known;
+    int more;                /* this round noted SEGS_MAX buffers and left
+                                the rest: the merge stops at the last one */
     uint32_t tid;
     char name[16];
     int name_sent;
@@ -364,6 +368,9 @@ static stage *stage_for(proc *p, uint64_t serial, uint32_t tid)
     s->serial = serial;
     s->tid = tid;
     s->last_round = p->round;
+    /* a thread's first sub-buffer has seq 0; one forgotten while quiet
+     * resumes where it was, unless the grave has been overwritten since */
+    s->seq_known = p->ngrave <= 256;
     for (uint32_t i = 0; i < p->ngrave && i < 256; i++)
         if (p->grave[i].serial == serial) {
             s->next_seq = p->grave[i].next_seq;
@@ -504,6 +511,7 @@ static int drain_proc(ht_collector *c, proc *p, int final)
     cand *cv = malloc(p->count * sizeof *cv);
     if (!cv) return 0;
     size_t n = 0;
+    for (size_t i = 0; i < p->nstages; i++) p->stages[i].more = 0;
     for (uint32_t i = 0; i < p->count; i++) {
         ht_subbuf *sb = ht_shm_subbuf(h, i);
         /* acquire: pairs with the producer's release of ACTIVE/FULL, making
@@ -548,7 +556,10 @@ static int drain_proc(ht_collector *c, proc *p, int final)
             s->segs[s->nsegs++] = (seg){cv[k].idx, (uint32_t)full, cv[k].seq, 0, com};
             busy = 1;
         } else {
-            blocked = 1; /* a burst of buffers: the rest next round */
+            /* a burst of buffers: the rest next round; until then their
+             * records, older than `until` perhaps, hold the merge back */
+            blocked = 1;
+            s->more = 1;
             continue;
         }
         s->peeked = 0;
@@ -644,6 +655,9 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
             int virt = 0;
             if (stage_peek(c, p, s)) {
                 ts = s->next_ts;
+            } else if (!final && s->more) {
+                ts = s->last_ts; /* its unread buffers follow: wait for them */
+                virt = 1;
             } else if (!final && s->inflight_at && now - s->inflight_since < 1000000000ull) {
                 ts = s->last_ts;
                 virt = 1;

@@ -5,8 +5,9 @@ Records `rt_cases MODE` and checks that the program ran unchanged and that
 the trace accounts for every heap call it made in the 13000..13999-byte range:
 recorded + lost == calls (block mode: lost must be 0, except for events a
 signal handler made while its thread was writing a record, which the runtime
-counts as lost by design), each freed block was allocated, and both images of
-an exec'd process are in the trace under one pid."""
+counts as lost by design), each freed block was allocated, the records of
+each process are in time order, and both images of an exec'd process are in
+the trace under one pid."""
 import csv, os, subprocess, sys, tempfile
 
 ht, prog, plugin, mode = sys.argv[1:5]
@@ -33,8 +34,13 @@ def check_once(plain, record_opts):
             fail(f"{mode}: dump failed: {dump.stderr}")
 
     live, recorded, lost, pids, processes = {}, 0, 0, set(), 0
+    last_ts, inversions = {}, 0
     for row in csv.DictReader(dump.stdout.splitlines()):
         ev = row["event"]
+        ts = int(row["ts_ns"])
+        if ts < last_ts.get(row["pid"], 0):
+            inversions += 1
+        last_ts[row["pid"]] = max(ts, last_ts.get(row["pid"], 0))
         if ev == "lost":
             lost += int(row["detail"])
         elif ev == "process":
@@ -47,6 +53,8 @@ def check_once(plain, record_opts):
             del live[(row["pid"], row["address"])]
             recorded += 1
 
+    if inversions:
+        fail(f"{mode}: {inversions} records out of time order")
     if recorded + lost != calls:
         fail(f"{mode}: recorded {recorded} + lost {lost} != {calls} calls")
     if mode != "signals" and lost:
@@ -66,5 +74,7 @@ if mode == "burst":
     # for the collector when the process exits; it is a race, so 5 times
     for _ in range(5):
         check_once(plain, ["-b", "4K", "-n", "64"])
+elif mode == "backlog":
+    check_once(plain, ["-b", "4K", "-n", "128"])
 else:
     check_once(plain, [])

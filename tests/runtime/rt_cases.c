@@ -17,6 +17,12 @@
  *   burst    one thread allocates as fast as it can, then the process exits
  *            at once: with small buffers, many full ones are waiting for the
  *            collector when the process ends, and all must be read
+ *   backlog  with the collector stopped (SIGSTOP to the parent, only when
+ *            traced), the main thread and a second one take turns: the
+ *            main thread fills dozens of small sub-buffers, more than the
+ *            collector notes for one thread in one round, while the other
+ *            thread's records, interleaved in time, sit in one buffer; once
+ *            the collector runs again all must come out in time order
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -27,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "heaptrace.h"
@@ -106,6 +113,38 @@ static int mode_dlopen(const char *lib)
     return 0;
 }
 
+static atomic_int turn; /* 0: main thread's, 1: the helper's, 2: done */
+
+static void *backlog_helper(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int t;
+        while ((t = atomic_load(&turn)) == 0) sched_yield();
+        if (t == 2) return NULL;
+        churn_heap(1);
+        atomic_store(&turn, 0);
+    }
+}
+
+static int mode_backlog(void)
+{
+    int traced = getenv("HEAPTRACE_SESSION") != NULL;
+    pthread_t t;
+    if (pthread_create(&t, NULL, backlog_helper, NULL) != 0) return 1;
+    if (traced) kill(getppid(), SIGSTOP);
+    /* 60 x 100 records of 32 bytes: about 48 sub-buffers of 4 KiB */
+    for (int i = 0; i < 60; i++) {
+        churn_heap(50);
+        atomic_store(&turn, 1);
+        while (atomic_load(&turn) != 0) sched_yield();
+    }
+    if (traced) kill(getppid(), SIGCONT);
+    atomic_store(&turn, 2);
+    pthread_join(t, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return 2;
@@ -116,6 +155,7 @@ int main(int argc, char **argv)
         churn_heap(100000);
         rc = 0;
     }
+    else if (!strcmp(argv[1], "backlog")) rc = mode_backlog();
     else if (!strcmp(argv[1], "dlopen") && argc > 2) rc = mode_dlopen(argv[2]);
     else if (!strcmp(argv[1], "exec")) {
         churn_heap(1000);
