@@ -44,7 +44,7 @@ static void record_usage(FILE *f)
             "  -b, --buffer-size SIZE   sub-buffer size, e.g. 64K (default %uK; 4K..64M)\n"
             "  -n, --buffers N          number of sub-buffers (default %u)\n"
             "  -f, --flush-interval MS  longest time an event stays in memory (default %u)\n"
-            "  -z, --compression-level N  zstd level 1..19 (default %d)\n"
+            "  -z, --compression-level N  zstd level, -10..-1 (fastest) or 1..19 (default %d)\n"
             "  -q, --quiet              do not print statistics and summary\n"
             "  -h, --help               this text\n",
             HT_DEFAULT_SUBBUF_SIZE / 1024, HT_DEFAULT_SUBBUF_COUNT, HT_DEFAULT_FLUSH_MS,
@@ -177,11 +177,17 @@ int ht_cmd_record(int argc, char **argv)
             o.flush_ms = (uint32_t)v;
             break;
         case 'z':
-            if (ht_parse_size(optarg, &v) < 0 || v < 1 || v > 19) {
-                ht_err("--compression-level: '%s' is not a level 1..19", optarg);
+        {
+            char *end;
+            errno = 0;
+            long l = strtol(optarg, &end, 10);
+            /* zstd's negative levels are its fastest ("--fast=N") */
+            if (errno || end == optarg || *end || l < -10 || l > 19 || l == 0) {
+                ht_err("--compression-level: '%s' is not a level -10..-1 or 1..19", optarg);
                 return 2;
             }
-            o.zstd_level = (int)v;
+            o.zstd_level = (int)l;
+        }
             break;
         case 'q': quiet = 1; break;
         case 'h': record_usage(stdout); return 0;

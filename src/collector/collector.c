@@ -95,6 +95,7 @@ typedef struct proc {
     ht_encoder enc;
     uint64_t last_flush;
     uint64_t round;
+    uint64_t last_ns; /* timestamp of the newest record merged */
     /* next_seq of recently forgotten threads, should they come back */
     struct { uint64_t serial, next_seq; } grave[256];
     uint32_t ngrave;
@@ -398,7 +399,12 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
 {
     ht_rec_hdr h;
     memcpy(&h, r, sizeof h);
+    /* records come in raw-timestamp order; the raw-to-ns slope is refined
+     * as the session goes, so a record older than the last refinement could
+     * convert a few ns before one converted earlier: keep the order */
     uint64_t ts = ht_clock_conv_ns(&c->conv, h.ts);
+    if (ts < p->last_ns) ts = p->last_ns;
+    p->last_ns = ts;
     int rc;
     /* heap events: straight from the shared record into the encoder */
     switch (h.kind) {
