@@ -8,6 +8,8 @@ PKGS=(
   gcc g++ make cmake pkg-config libzstd-dev zlib1g-dev
   # tests: unit framework, fuzzer (clang + libFuzzer runtime), real programs
   libcmocka-dev clang libclang-rt-14-dev python3 sqlite3 git
+  # attach tests: a real server traced while it runs
+  memcached
   # independent tracer for cross-checks and peer benchmarks
   lttng-tools liblttng-ust-dev babeltrace2 heaptrack hyperfine
   # stacks and symbols (later issues)

@@ -8,6 +8,18 @@
 int ht_cmd_record(int argc, char **argv);
 int ht_cmd_dump(int argc, char **argv);
 int ht_cmd_summary(int argc, char **argv);
+int ht_cmd_attach(int argc, char **argv);
+int ht_cmd_detach(int argc, char **argv);
+int ht_cmd_status(int argc, char **argv);
+int ht_cmd_ps(int argc, char **argv);
+
+/* Session options shared by record and attach (record.c). */
+struct ht_collect_opts;
+struct ht_collect_stats;
+void ht_session_opts_default(struct ht_collect_opts *o);
+int ht_session_opt(int c, const char *optarg, struct ht_collect_opts *o);
+void ht_print_session_stats(const char *what, const char *path, const struct ht_collect_stats *st,
+                            double cpu_s);
 
 /* "heaptrace: <fmt>\n" on stderr. */
 void ht_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -76,6 +76,10 @@ static void usage(FILE *f)
           "  record [options] -- CMD [ARGS...]   run CMD and record its heap events\n"
           "  dump FILE [--format text|csv|jsonl] print every record of a trace\n"
           "  summary FILE                        totals, peak, leaks of a trace\n"
+          "  attach [options] PID                record a running process (runtime loaded)\n"
+          "  detach PID                          end the session recording PID\n"
+          "  status PID                          is PID traced; live session figures\n"
+          "  ps                                  processes that can be attached\n"
           "  help [COMMAND]                      this text, or a command's options\n"
           "  version                             print the version\n"
           "\n"
@@ -93,12 +97,20 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "record")) return ht_cmd_record(argc - 1, argv + 1);
     if (!strcmp(cmd, "dump")) return ht_cmd_dump(argc - 1, argv + 1);
     if (!strcmp(cmd, "summary")) return ht_cmd_summary(argc - 1, argv + 1);
+    if (!strcmp(cmd, "attach")) return ht_cmd_attach(argc - 1, argv + 1);
+    if (!strcmp(cmd, "detach")) return ht_cmd_detach(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status")) return ht_cmd_status(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ps")) return ht_cmd_ps(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         if (argc > 2) {
             char *h[] = {argv[2], "--help", NULL};
             if (!strcmp(argv[2], "record")) return ht_cmd_record(2, h);
             if (!strcmp(argv[2], "dump")) return ht_cmd_dump(2, h);
             if (!strcmp(argv[2], "summary")) return ht_cmd_summary(2, h);
+            if (!strcmp(argv[2], "attach")) return ht_cmd_attach(2, h);
+            if (!strcmp(argv[2], "detach")) return ht_cmd_detach(2, h);
+            if (!strcmp(argv[2], "status")) return ht_cmd_status(2, h);
+            if (!strcmp(argv[2], "ps")) return ht_cmd_ps(2, h);
         }
         usage(stdout);
         return 0;

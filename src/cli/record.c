@@ -23,6 +23,7 @@
 
 #include "../analysis/summary.h"
 #include "../collector/collector.h"
+#include "../common/ctl.h"
 #include "../common/proto.h"
 #include "../common/shm.h"
 #include "../format/format.h"
@@ -45,6 +46,8 @@ static void record_usage(FILE *f)
             "  -n, --buffers N          number of sub-buffers (default %u)\n"
             "  -f, --flush-interval MS  longest time an event stays in memory (default %u)\n"
             "  -z, --compression-level N  zstd level, -10..-1 (fastest) or 1..19 (default %d)\n"
+            "      --follow-forks       also record the processes CMD starts (fork, vfork,\n"
+            "                           posix_spawn, exec), each as a stream of its own\n"
             "  -q, --quiet              do not print statistics and summary\n"
             "  -h, --help               this text\n",
             HT_DEFAULT_SUBBUF_SIZE / 1024, HT_DEFAULT_SUBBUF_COUNT, HT_DEFAULT_FLUSH_MS,
@@ -83,14 +86,7 @@ static int find_runtime(char *out, size_t len)
 
 int ht_runtime_dir(char *out, size_t len)
 {
-    const char *x = getenv("XDG_RUNTIME_DIR");
-    if (x && *x && access(x, W_OK) == 0) snprintf(out, len, "%s/heaptrace", x);
-    else snprintf(out, len, "/tmp/heaptrace-%u", (unsigned)getuid());
-    if (mkdir(out, 0700) < 0 && errno != EEXIST) return -errno;
-    struct stat st;
-    if (lstat(out, &st) < 0) return -errno;
-    if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077)) return -EPERM;
-    return 0;
+    return ht_ctl_dir(out, len, 1);
 }
 
 static const char *base_name(const char *p)
@@ -106,10 +102,10 @@ static void forward_signal(int sig)
     if (child_pid > 0) kill(child_pid, sig);
 }
 
-static void print_stats(const char *cmd, const char *path, const ht_collect_stats *st, double cpu_s)
+void ht_print_session_stats(const char *cmd, const char *path, const ht_collect_stats *st, double cpu_s)
 {
     char a[32];
-    fprintf(stderr, "heaptrace: recorded '%s' into %s\n", cmd, path);
+    fprintf(stderr, "heaptrace: recorded %s into %s\n", cmd, path);
     fprintf(stderr, "session:\n");
     if (st->write_error)
         fprintf(stderr, "  TRACE INCOMPLETE writing stopped early: %s\n", strerror(st->write_error));
@@ -127,52 +123,39 @@ static void print_stats(const char *cmd, const char *path, const ht_collect_stat
                 st->starved);
 }
 
-int ht_cmd_record(int argc, char **argv)
+/* The session options record and attach share: -m -b -n -f -z.
+ * 0, or -1 after printing why the value is wrong. */
+int ht_session_opt(int c, const char *optarg, ht_collect_opts *op)
 {
-    ht_collect_opts o = {HT_MODE_BLOCK, HT_DEFAULT_SUBBUF_SIZE, HT_DEFAULT_SUBBUF_COUNT,
-                         HT_DEFAULT_FLUSH_MS, HT_DEFAULT_ZSTD_LEVEL, NULL};
-    const char *output = NULL;
-    int quiet = 0;
-    static const struct option lo[] = {
-        {"output", required_argument, 0, 'o'},       {"mode", required_argument, 0, 'm'},
-        {"buffer-size", required_argument, 0, 'b'},  {"subbuf-size", required_argument, 0, 'b'},
-        {"buffers", required_argument, 0, 'n'},      {"num-subbuf", required_argument, 0, 'n'},
-        {"flush-interval", required_argument, 0, 'f'}, {"compression-level", required_argument, 0, 'z'},
-        {"quiet", no_argument, 0, 'q'},              {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    optind = 1;
-    opterr = 0;
-    int c;
+    ht_collect_opts o = *op;
     uint64_t v;
-    while ((c = getopt_long(argc, argv, "+:o:m:b:n:f:z:qh", lo, NULL)) != -1) {
-        switch (c) {
-        case 'o': output = optarg; break;
+    switch (c) {
         case 'm':
             if (!strcmp(optarg, "block")) o.mode = HT_MODE_BLOCK;
             else if (!strcmp(optarg, "drop")) o.mode = HT_MODE_DROP;
             else {
                 ht_err("--mode must be 'block' or 'drop', not '%s'", optarg);
-                return 2;
+                return -1;
             }
             break;
         case 'b':
             if (ht_parse_size(optarg, &v) < 0 || v < HT_SUBBUF_MIN || v > HT_SUBBUF_MAX) {
                 ht_err("--buffer-size: '%s' is not a size between 4K and 64M", optarg);
-                return 2;
+                return -1;
             }
             o.subbuf_size = (uint32_t)((v + 63) & ~63ull);
             break;
         case 'n':
             if (ht_parse_size(optarg, &v) < 0 || v < 2 || v > HT_SUBBUF_COUNT_MAX) {
                 ht_err("--buffers: '%s' is not a count between 2 and %u", optarg, HT_SUBBUF_COUNT_MAX);
-                return 2;
+                return -1;
             }
             o.subbuf_count = (uint32_t)v;
             break;
         case 'f':
             if (ht_parse_size(optarg, &v) < 0 || v < 1 || v > 60000) {
                 ht_err("--flush-interval: '%s' is not a number of milliseconds (1..60000)", optarg);
-                return 2;
+                return -1;
             }
             o.flush_ms = (uint32_t)v;
             break;
@@ -184,11 +167,51 @@ int ht_cmd_record(int argc, char **argv)
             /* zstd's negative levels are its fastest ("--fast=N") */
             if (errno || end == optarg || *end || l < -10 || l > 19 || l == 0) {
                 ht_err("--compression-level: '%s' is not a level -10..-1 or 1..19", optarg);
-                return 2;
+                return -1;
             }
             o.zstd_level = (int)l;
         }
             break;
+    default: return -1;
+    }
+    *op = o;
+    return 0;
+}
+
+void ht_session_opts_default(ht_collect_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->mode = HT_MODE_BLOCK;
+    o->subbuf_size = HT_DEFAULT_SUBBUF_SIZE;
+    o->subbuf_count = HT_DEFAULT_SUBBUF_COUNT;
+    o->flush_ms = HT_DEFAULT_FLUSH_MS;
+    o->zstd_level = HT_DEFAULT_ZSTD_LEVEL;
+}
+
+int ht_cmd_record(int argc, char **argv)
+{
+    ht_collect_opts o;
+    ht_session_opts_default(&o);
+    const char *output = NULL;
+    int quiet = 0;
+    static const struct option lo[] = {
+        {"output", required_argument, 0, 'o'},       {"mode", required_argument, 0, 'm'},
+        {"buffer-size", required_argument, 0, 'b'},  {"subbuf-size", required_argument, 0, 'b'},
+        {"buffers", required_argument, 0, 'n'},      {"num-subbuf", required_argument, 0, 'n'},
+        {"flush-interval", required_argument, 0, 'f'}, {"compression-level", required_argument, 0, 'z'},
+        {"quiet", no_argument, 0, 'q'},              {"help", no_argument, 0, 'h'},
+        {"follow-forks", no_argument, 0, 'F'},
+        {0, 0, 0, 0}};
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+:o:m:b:n:f:z:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'o': output = optarg; break;
+        case 'm': case 'b': case 'n': case 'f': case 'z':
+            if (ht_session_opt(c, optarg, &o) < 0) return 2;
+            break;
+        case 'F': o.follow_forks = 1; break;
         case 'q': quiet = 1; break;
         case 'h': record_usage(stdout); return 0;
         case ':':
@@ -322,7 +345,9 @@ int ht_cmd_record(int argc, char **argv)
         code = WEXITSTATUS(status);
     }
     if (!quiet) {
-        print_stats(cmdline, output, &st, cpu_s);
+        char what[1100];
+        snprintf(what, sizeof what, "'%s'", cmdline);
+        ht_print_session_stats(what, output, &st, cpu_s);
         ht_print_summary_of(output, stderr);
     }
     if (rc < 0 && code == 0) code = 1; /* the trace failed although the program did not */

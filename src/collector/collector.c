@@ -91,6 +91,9 @@ typedef struct proc {
     stage *stages;
     size_t nstages;
     int closed;
+    int ended;          /* the runtime said END: it writes no more (detach, stop) */
+    int exit_reported;  /* the runtime said EXIT: exit_status is its wait status */
+    int exit_status;
     int pushed; /* buffers went back to the pool this round */
     ht_encoder enc;
     uint64_t last_flush;
@@ -132,16 +135,21 @@ int ht_collector_create(ht_collector **out, const ht_collect_opts *o, const char
     c->o = *o;
     c->lfd = -1;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(sock_path) >= sizeof sa.sun_path) {
+    if (!sock_path) {
+        /* attach: no listening socket */
+    } else if (strlen(sock_path) >= sizeof sa.sun_path) {
         snprintf(err, errlen, "socket path too long: %s", sock_path);
         free(c);
         return -ENAMETOOLONG;
     }
-    strcpy(sa.sun_path, sock_path);
-    strcpy(c->sock_path, sock_path);
-    c->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    unlink(sock_path);
-    if (c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(c->lfd, 64) < 0) {
+    if (sock_path) {
+        strcpy(sa.sun_path, sock_path);
+        strcpy(c->sock_path, sock_path);
+        c->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        unlink(sock_path);
+    }
+    if (sock_path &&
+        (c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(c->lfd, 64) < 0)) {
         int e = errno;
         set_err(err, errlen, "cannot listen on", sock_path, e);
         if (c->lfd >= 0) close(c->lfd);
@@ -158,8 +166,8 @@ int ht_collector_create(ht_collector **out, const ht_collect_opts *o, const char
     int rc = ht_writer_open(&c->w, out_path, &h, o->zstd_level);
     if (rc < 0) {
         set_err(err, errlen, "cannot create", out_path, -rc);
-        close(c->lfd);
-        unlink(sock_path);
+        if (c->lfd >= 0) close(c->lfd);
+        if (sock_path) unlink(sock_path);
         free(c->out_path);
         free(c);
         return rc;
@@ -241,9 +249,9 @@ static void read_cmdline(uint32_t pid, char *buf, size_t cap, size_t *len)
     *len = (size_t)n;
 }
 
-static int send_session(int fd, uint32_t status, uint64_t size, int memfd, int efd)
+static int send_session(int fd, uint32_t status, uint32_t flags, uint64_t size, int memfd, int efd)
 {
-    ht_msg_session m = {sizeof m, HT_PROTO_MAGIC, HT_PROTO_VERSION, HT_MSG_SESSION, status, 0, size};
+    ht_msg_session m = {sizeof m, HT_PROTO_MAGIC, HT_PROTO_VERSION, HT_MSG_SESSION, status, flags, size};
     struct iovec iov = {&m, sizeof m};
     char cbuf[CMSG_SPACE(2 * sizeof(int))];
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -286,8 +294,54 @@ fail:
     return NULL;
 }
 
+/* A process said HELLO on fd (pid: the kernel's word, not the peer's):
+ * give it a region, or tell it it is not traced.  Takes fd. */
+static int admit(ht_collector *c, int fd, uint32_t pid, const ht_msg_hello *hello)
+{
+    if (!c->writing || (!c->o.follow_forks && (pid_t)pid != c->root)) {
+        send_session(fd, HT_PROTO_NOT_TRACED, 0, 0, -1, -1);
+        close(fd);
+        return -EPERM;
+    }
+    proc *p = c->spare ? c->spare : proc_new(c);
+    c->spare = NULL;
+    if (!p) {
+        close(fd);
+        return -ENOMEM;
+    }
+    p->conn = fd;
+    p->pid = pid;
+    p->shm->pid = pid;
+    ht_atomic_store_relaxed(&p->shm->heartbeat_ns, ht_mono_ns());
+    snprintf(p->shm->trace_path, sizeof p->shm->trace_path, "%s", c->out_path);
+    uint64_t start_ts = now_ts(c); /* before the process can record anything */
+    char cmd[4096]; /* and its command line while it waits for us (it may exit fast) */
+    size_t clen;
+    read_cmdline(pid, cmd, sizeof cmd, &clen);
+    int rc = send_session(fd, HT_PROTO_OK, c->o.follow_forks ? HT_SESS_FOLLOW_FORKS : 0, p->size,
+                          p->memfd, p->efd);
+    if (rc < 0) {
+        proc_free(p);
+        return rc;
+    }
+    close(p->memfd);
+    p->memfd = -1;
+    ht_enc_reset(&p->enc, pid);
+    p->last_flush = ht_mono_ns();
+    p->next = c->procs;
+    c->procs = p;
+    c->st.processes++;
+    ht_event ev = {.kind = HT_EV_PROCESS, .pid = pid, .tid = pid, .ts = start_ts, .nargs = 1};
+    ev.arg[0] = hello->ppid;
+    ev.text = cmd;
+    ev.text_len = (uint32_t)clen;
+    put_event(c, &p->enc, &ev);
+    return 0;
+}
+
 static void accept_one(ht_collector *c)
 {
+    if (c->lfd < 0) return;
     int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) return;
     struct ucred cr;
@@ -299,47 +353,71 @@ static void accept_one(ht_collector *c)
     }
     struct pollfd pf = {fd, POLLIN, 0};
     ht_msg_hello hello;
-    if (poll(&pf, 1, 1000) != 1 || recv(fd, &hello, sizeof hello, 0) < (ssize_t)sizeof hello ||
-        hello.magic != HT_PROTO_MAGIC || hello.type != HT_MSG_HELLO) {
+    ssize_t n = -1;
+    if (poll(&pf, 1, 1000) == 1) n = recv(fd, &hello, sizeof hello, 0);
+    if (!ht_msg_ok(&hello, n, sizeof hello, HT_MSG_HELLO)) {
         close(fd);
         return;
     }
-    uint32_t pid = (uint32_t)cr.pid; /* the kernel's word, not the peer's */
-    if ((pid_t)pid != c->root || !c->writing) {
-        send_session(fd, HT_PROTO_NOT_TRACED, 0, -1, -1);
+    admit(c, fd, (uint32_t)cr.pid, &hello);
+}
+
+int ht_collector_attach(ht_collector *c, pid_t pid, const char *sock_path, char *err, size_t errlen)
+{
+    c->root = pid;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(sock_path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "socket path too long: %s", sock_path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, sock_path);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s", e == ENOENT || e == ECONNREFUSED
+                                        ? "no heaptrace runtime listening in that process (is libheaptrace.so preloaded?)"
+                                        : strerror(e));
         close(fd);
-        return;
+        return -e;
     }
-    proc *p = c->spare ? c->spare : proc_new(c);
-    c->spare = NULL;
-    if (!p) {
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cr.pid != pid) {
+        snprintf(err, errlen, "the endpoint %s belongs to another process", sock_path);
         close(fd);
-        return;
+        return -EPROTO;
     }
-    p->conn = fd;
-    p->pid = pid;
-    p->shm->pid = pid;
-    ht_atomic_store_relaxed(&p->shm->heartbeat_ns, ht_mono_ns());
-    uint64_t start_ts = now_ts(c); /* before the process can record anything */
-    char cmd[4096]; /* and its command line while it waits for us (it may exit fast) */
-    size_t clen;
-    read_cmdline(pid, cmd, sizeof cmd, &clen);
-    if (send_session(fd, HT_PROTO_OK, p->size, p->memfd, p->efd) < 0) {
-        proc_free(p);
-        return;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ht_msg_ctl req = {0};
+    ht_msg_init(&req, sizeof req, HT_MSG_REQUEST);
+    req.op = HT_OP_ATTACH;
+    union { ht_msg_hello hello; ht_msg_ctl ctl; ht_msg_status st; } m;
+    memset(&m, 0, sizeof m);
+    ssize_t n = -1;
+    if (send(fd, &req, sizeof req, MSG_NOSIGNAL) == (ssize_t)sizeof req) n = recv(fd, &m, sizeof m, 0);
+    if (ht_msg_ok(&m, n, sizeof m.ctl, HT_MSG_REPLY)) {
+        int e = m.ctl.status == HT_PROTO_DENIED ? EACCES : m.ctl.status == HT_PROTO_BUSY ? EBUSY : EPROTO;
+        snprintf(err, errlen, "%s", e == EACCES ? "permission denied (the process belongs to another user)"
+                                    : e == EBUSY ? "already being traced"
+                                                 : "the process refused the session");
+        close(fd);
+        return -e;
     }
-    close(p->memfd);
-    p->memfd = -1;
-    ht_enc_reset(&p->enc, pid);
-    p->last_flush = ht_mono_ns();
-    p->next = c->procs;
-    c->procs = p;
-    c->st.processes++;
-    ht_event ev = {.kind = HT_EV_PROCESS, .pid = pid, .tid = pid, .ts = start_ts, .nargs = 1};
-    ev.arg[0] = hello.ppid;
-    ev.text = cmd;
-    ev.text_len = (uint32_t)clen;
-    put_event(c, &p->enc, &ev);
+    if (!ht_msg_ok(&m, n, sizeof m.hello, HT_MSG_HELLO)) {
+        snprintf(err, errlen, "%s", n < 0 ? "no answer from the process (stopped?)" : "unexpected answer from the process");
+        close(fd);
+        return -EPROTO;
+    }
+    tv.tv_sec = 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int rc = admit(c, fd, (uint32_t)pid, &m.hello);
+    if (rc < 0) snprintf(err, errlen, "cannot start the session: %s", strerror(-rc));
+    return rc;
 }
 
 /* ---- draining ---- */
@@ -753,6 +831,11 @@ static int drain_all(ht_collector *c, int final)
             uint64_t released = c->st.subbufs;
             drain_proc(c, p, 0);
             merge_proc(c, p, until, 0);
+            /* for `heaptrace status` */
+            ht_atomic_store_relaxed(&p->shm->st_events, c->st.events);
+            ht_atomic_store_relaxed(&p->shm->st_lost, c->st.lost);
+            ht_atomic_store_relaxed(&p->shm->st_bytes, c->w.offset);
+            ht_atomic_store_relaxed(&p->shm->st_subbufs, c->st.subbufs);
             /* buffers filled up since the last round: the program is
              * producing fast, come back at once; otherwise sleep until a
              * producer fills one (it kicks us) or the flush interval */
@@ -827,10 +910,12 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
         ev.text_len = c->o.command ? (uint32_t)strlen(c->o.command) : 0;
         put_event(c, &c->session_enc, &ev);
     }
-    /* the program is starting now: have its region ready when it asks */
-    c->spare = proc_new(c);
+    /* record: the program is starting now: have its region ready when it asks */
+    int attached = c->lfd < 0;
+    if (!attached) c->spare = proc_new(c);
     int pidfd = (int)syscall(SYS_pidfd_open, root, 0);
     int exited = 0;
+    uint64_t t0 = ht_mono_ns(), stop_at = 0;
     struct pollfd *pf = NULL;
     proc **pfp = NULL;
     size_t pf_cap = 0;
@@ -853,6 +938,19 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
                 break;
             }
         }
+        if (attached && !stop_at &&
+            ((c->o.stop && *c->o.stop) ||
+             (c->o.duration_s > 0 && (double)(ht_mono_ns() - t0) >= c->o.duration_s * 1e9))) {
+            /* ask the process to stop writing; it answers END and closes */
+            ht_msg_ctl m = {0};
+            ht_msg_init(&m, sizeof m, HT_MSG_REQUEST);
+            m.op = HT_OP_STOP;
+            for (proc *p = c->procs; p; p = p->next)
+                if (p->conn >= 0 && send(p->conn, &m, sizeof m, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) p->closed = 1;
+            stop_at = ht_mono_ns();
+        }
+        if (stop_at && ht_mono_ns() - stop_at > 3000000000ull) /* no answer (stopped?): take what is there */
+            for (proc *p = c->procs; p; p = p->next) p->closed = 1;
         size_t k = 0;
         pf[k++] = (struct pollfd){c->lfd, POLLIN, 0};
         if (pidfd >= 0) pf[k++] = (struct pollfd){pidfd, POLLIN, 0};
@@ -864,6 +962,7 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
             pf[k++] = (struct pollfd){p->efd, POLLIN, 0};
         }
         int timeout = busy ? 0 : (int)(c->o.flush_ms < 100 ? c->o.flush_ms : 100);
+        if (attached && timeout > 20) timeout = 20; /* notice a stop request soon */
         int r = poll(pf, k, pidfd >= 0 ? timeout : (timeout > 10 ? 10 : timeout));
         for (proc *p = c->procs; p; p = p->next)
             if (p->shm) atomic_store(&p->shm->consumer_idle, 0);
@@ -871,9 +970,12 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
             for (size_t j = first_proc; j < k; j += 2) {
                 proc *p = pfp[j];
                 if (pf[j].revents & (POLLIN | POLLHUP | POLLERR)) {
-                    char buf[64];
-                    ssize_t got = recv(p->conn, buf, sizeof buf, MSG_DONTWAIT);
+                    ht_msg_ctl m;
+                    ssize_t got = recv(p->conn, &m, sizeof m, MSG_DONTWAIT);
                     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) p->closed = 1;
+                    else if (ht_msg_ok(&m, got, sizeof m, HT_MSG_END)) p->ended = 1;
+                    else if (ht_msg_ok(&m, got, sizeof m, HT_MSG_EXIT))
+                        p->exit_reported = 1, p->exit_status = (int)m.status;
                 }
                 if (pf[j + 1].revents & POLLIN) {
                     uint64_t v;
@@ -883,9 +985,16 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
             }
             if (pf[0].revents & POLLIN) accept_one(c);
         }
-        pid_t w = waitpid(root, status, WNOHANG);
-        if (w == root) exited = 1;
-        else if (w < 0 && errno == ECHILD) exited = 1, *status = 0;
+        if (attached) {
+            /* the session ends with the connection (detach, stop, exit) */
+            int open = 0;
+            for (proc *p = c->procs; p; p = p->next) open |= p->shm && !p->closed;
+            if (!open) exited = 1;
+        } else {
+            pid_t w = waitpid(root, status, WNOHANG);
+            if (w == root) exited = 1;
+            else if (w < 0 && errno == ECHILD) exited = 1, *status = 0;
+        }
     }
     free(pf);
     free(pfp);
@@ -898,11 +1007,19 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
     proc *last = NULL; /* the newest image of the root process: procs are prepended */
     for (proc *p = c->procs; p && !last; p = p->next)
         if (p->pid == (uint32_t)root) last = p;
-    if (last) {
+    int how = 0; /* PROCESS_END arg 2: 0 exact, 2 ended without an exit report */
+    if (attached) {
+        *status = -2;
+        if (!last || last->ended) *status = -1; /* detached: it runs on */
+        else if (last->exit_reported) *status = last->exit_status;
+        else how = 2;
+    }
+    if (last && *status != -1) {
         ht_event ev = {.kind = HT_EV_PROCESS_END, .pid = (uint32_t)root, .tid = (uint32_t)root,
-                       .ts = end_ts, .nargs = 2};
-        ev.arg[0] = WIFEXITED(*status) ? (uint64_t)WEXITSTATUS(*status) : 0;
-        ev.arg[1] = WIFSIGNALED(*status) ? (uint64_t)WTERMSIG(*status) : 0;
+                       .ts = end_ts, .nargs = 3};
+        ev.arg[0] = *status >= 0 && WIFEXITED(*status) ? (uint64_t)WEXITSTATUS(*status) : 0;
+        ev.arg[1] = *status >= 0 && WIFSIGNALED(*status) ? (uint64_t)WTERMSIG(*status) : 0;
+        ev.arg[2] = (uint64_t)how;
         put_event(c, &last->enc, &ev);
     }
     reap_closed(c, 1);

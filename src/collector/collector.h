@@ -18,6 +18,9 @@ typedef struct ht_collect_opts {
     uint32_t flush_ms;     /* longest time an event waits in shared memory */
     int zstd_level;
     const char *command;   /* for the SESSION_START record */
+    int follow_forks;      /* record: descendants join with streams of their own */
+    volatile int *stop;    /* attach: set (from a signal handler) to end the session */
+    double duration_s;     /* attach: end the session after this long (0: no limit) */
 } ht_collect_opts;
 
 #define HT_DEFAULT_SUBBUF_SIZE (64u * 1024u)
@@ -39,14 +42,26 @@ typedef struct ht_collect_stats {
 
 typedef struct ht_collector ht_collector;
 
-/* Creates the listening socket at sock_path and the trace file at out_path.
+/* Creates the listening socket at sock_path (record; NULL for attach) and
+ * the trace file at out_path.
  * Returns 0 or -errno with a one-line reason in err. */
 int ht_collector_create(ht_collector **out, const ht_collect_opts *o, const char *sock_path,
                         const char *out_path, char *err, size_t errlen);
 
-/* Records until process `root` exits; *status gets its wait status.
- * Returns 0, or -errno if the session failed (the process still ran). */
+/* Records until process `root` (our child) exits; *status gets its wait
+ * status.  Returns 0, or -errno if the session failed (the process still
+ * ran).  After ht_collector_attach, `root` is the attached process (not a
+ * child) and the run ends when its session does (detach, stop, duration,
+ * its exit); *status is then -1 while it runs on, its exit status when it
+ * reported one, -2 when it ended without (a signal or a crash). */
 int ht_collector_run(ht_collector *c, pid_t root, int *status);
+
+/* Starts a session in a running process through its control endpoint at
+ * sock_path.  The collector must have been created with sock_path NULL.
+ * 0, or -errno with a one-line reason in err: -EACCES another user's,
+ * -EBUSY already traced (err names the file), -ECONNREFUSED/-ENOENT no
+ * endpoint, -EPROTO an unexpected answer. */
+int ht_collector_attach(ht_collector *c, pid_t pid, const char *sock_path, char *err, size_t errlen);
 
 void ht_collector_stats(const ht_collector *c, ht_collect_stats *s);
 void ht_collector_destroy(ht_collector *c);

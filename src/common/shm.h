@@ -71,6 +71,9 @@ typedef struct ht_shm_hdr {
     _Atomic uint64_t thread_serial;   /* next thread serial (runtime side) */
     _Atomic uint64_t starved;         /* block-mode waits abandoned (pool held idle) */
     char _line2[HT_CACHELINE - 48];
+    /* written by the collector for `heaptrace status`; display only */
+    _Atomic uint64_t st_events, st_lost, st_bytes, st_subbufs;
+    char trace_path[256];
 } ht_shm_hdr;
 
 typedef struct ht_subbuf {

@@ -150,4 +150,5 @@ __attribute__((constructor)) static void ht__ctor(void)
     ht__init();
     /* touch the TLS block early (initial-exec) */
     ht__tls.nest = 0;
+    ht__control_start();
 }

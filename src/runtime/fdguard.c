@@ -22,9 +22,13 @@
 
 #define EXPORT HT_EXPORT
 
+/* ours: the session connection, the collector's eventfd, the endpoint */
+#define NOURS 3
+static int *const ours[NOURS] = {&ht__sess.sock_fd, &ht__sess.event_fd, &ht__ctl_fd};
+
 static inline int is_ours(int fd)
 {
-    return fd >= 0 && (fd == ht__sess.sock_fd || fd == ht__sess.event_fd);
+    return fd >= 0 && (fd == ht__sess.sock_fd || fd == ht__sess.event_fd || fd == ht__ctl_fd);
 }
 
 /* Move `fd` to a high number (close-on-exec); returns the new fd. */
@@ -89,14 +93,11 @@ EXPORT int close(int fd)
 
 static int relocate_if_ours(int fd)
 {
-    if (fd == ht__sess.sock_fd) {
+    for (int i = 0; i < NOURS; i++) {
+        if (fd != *ours[i]) continue;
         int n = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
         if (n < 0) return -1;
-        ht__sess.sock_fd = n;
-    } else if (fd == ht__sess.event_fd) {
-        int n = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
-        if (n < 0) return -1;
-        ht__sess.event_fd = n;
+        *ours[i] = n;
     }
     return 0;
 }
@@ -132,11 +133,14 @@ static int close_range_sys(unsigned first, unsigned last, int flags)
 /* close_range over [first, last] minus our descriptors. */
 EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
-    int a = ht__sess.sock_fd, b = ht__sess.event_fd;
-    if (a > b) { int t = a; a = b; b = t; }
-    int keep[2] = {a, b};
+    int keep[NOURS];
+    for (int i = 0; i < NOURS; i++) {
+        int v = *ours[i], j = i;
+        for (; j > 0 && keep[j - 1] > v; j--) keep[j] = keep[j - 1];
+        keep[j] = v;
+    }
     unsigned lo = first;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < NOURS; i++) {
         if (keep[i] < 0 || (unsigned)keep[i] < lo || (unsigned)keep[i] > last) continue;
         if ((unsigned)keep[i] > lo && close_range_sys(lo, (unsigned)keep[i] - 1, flags) < 0) return -1;
         lo = (unsigned)keep[i] + 1;

@@ -26,6 +26,7 @@
 #include "../common/atomic.h"
 #include "../common/clock.h"
 #include "../common/events.h"
+#include "../common/proto.h"
 #include "../common/shm.h"
 
 #pragma GCC visibility push(hidden) /* internal: direct, GOT-free access */
@@ -41,7 +42,9 @@ typedef struct ht_tls {
     uint32_t tid;
     uint64_t lost;          /* dropped, not yet reported in the stream */
     uint64_t serial, seq;   /* thread serial in the region, sub-buffers taken */
-    uint32_t exited;        /* thread-exit destructor ran */
+    uint32_t exited;        /* thread-exit destructor ran (and has not been re-armed) */
+    uint32_t exit_runs;     /* times it ran */
+    uint32_t reg;           /* slot in the thread registry + 1, or 0 (control.c) */
 } ht_tls;
 
 extern __thread ht_tls ht__tls __attribute__((tls_model("initial-exec")));
@@ -98,7 +101,47 @@ void ht__thread_exit(void *arg);
 int ht__fd_hide(int fd);     /* move to a high, close-on-exec number */
 void ht__fd_close(int fd);   /* really close one of ours */
 
+/* Control endpoint and session lifecycle (control.c). */
+extern int ht__ctl_fd;             /* listening socket of the endpoint, or -1 */
+void ht__control_start(void);      /* from the constructor */
+void ht__control_after_fork(void); /* in a forked child */
+int ht__register_thread(ht_tls *t); /* 0: registry full */
+void ht__unregister_thread(ht_tls *t);
+/* Installs a session from a SESSION message and its fds on connection fd
+ * (record: at start-up; attach: from the listener).  0 or -1. */
+int ht__session_install(int fd, const struct ht_msg_session *msg, int fds[2]);
+int ht__recv_session(int fd, struct ht_msg_session *msg, int fds[2]);
+extern uint32_t ht__session_flags; /* HT_SESS_* of the current session */
+
 /* ---- the fast path ---- */
+
+/* Entering the record window.  The session can end at any moment: the
+ * listener sets ht__on to 0, runs membarrier() (a full barrier on every
+ * thread of the process) and then waits for every registered thread's
+ * in_emit to read 0 before it unmaps the region.  The store of in_emit and
+ * the load of ht__on here need only a compiler barrier between them; the
+ * membarrier on the other side orders them (asymmetric Dekker).  So either
+ * the listener sees in_emit set, or this thread sees the session over. */
+static inline int ht__enter(ht_tls *t, uint32_t gen)
+{
+    if (HT_UNLIKELY(t->in_emit)) {
+        ht__lost_nested(t);
+        return 0;
+    }
+    __atomic_store_n(&t->in_emit, 1, __ATOMIC_RELAXED);
+    __asm__ __volatile__("" ::: "memory");
+    if (HT_UNLIKELY(ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) != gen)) {
+        __atomic_store_n(&t->in_emit, 0, __ATOMIC_RELAXED);
+        return 0;
+    }
+    return 1;
+}
+
+static inline void ht__leave(ht_tls *t)
+{
+    __asm__ __volatile__("" ::: "memory");
+    __atomic_store_n(&t->in_emit, 0, __ATOMIC_RELAXED);
+}
 
 static inline uint64_t ht__now(void)
 {
@@ -148,8 +191,7 @@ static inline void ht__hdr(ht_rec_hdr *h, unsigned kind, unsigned api, unsigned 
 static inline void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
                                   uint64_t heap, const void *p, uint64_t size)
 {
-    if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
-    t->in_emit = 1;
+    if (!ht__enter(t, gen)) return;
     char *r = ht__reserve(t, gen, sizeof(ht_rec_alloc));
     if (HT_LIKELY(r != NULL)) {
         ht_rec_alloc *a = (ht_rec_alloc *)r;
@@ -159,14 +201,13 @@ static inline void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigne
         a->size = size;
         ht__commit(t, r + sizeof *a);
     }
-    t->in_emit = 0;
+    ht__leave(t);
 }
 
 static inline void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
                                  uint64_t heap, const void *p)
 {
-    if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
-    t->in_emit = 1;
+    if (!ht__enter(t, gen)) return;
     char *r = ht__reserve(t, gen, sizeof(ht_rec_free));
     if (HT_LIKELY(r != NULL)) {
         ht_rec_free *a = (ht_rec_free *)r;
@@ -175,15 +216,14 @@ static inline void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned
         a->addr = (uintptr_t)p;
         ht__commit(t, r + sizeof *a);
     }
-    t->in_emit = 0;
+    ht__leave(t);
 }
 
 static inline void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
                                     uint64_t heap, const void *np, uint64_t nsize,
                                     const void *op, uint64_t osize)
 {
-    if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
-    t->in_emit = 1;
+    if (!ht__enter(t, gen)) return;
     char *r = ht__reserve(t, gen, sizeof(ht_rec_realloc));
     if (HT_LIKELY(r != NULL)) {
         ht_rec_realloc *a = (ht_rec_realloc *)r;
@@ -195,7 +235,7 @@ static inline void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsig
         a->old_size = osize;
         ht__commit(t, r + sizeof *a);
     }
-    t->in_emit = 0;
+    ht__leave(t);
 }
 
 /* Variable-length metadata record (heap create/destroy, marker). */

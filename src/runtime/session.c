@@ -48,16 +48,26 @@ static void forget_session(void)
     ht__sess.sock_fd = ht__sess.event_fd = -1;
 }
 
-/* In a forked child: never touch the parent's buffers. */
+static void join_record_session(const char *path);
+
+/* In a forked child: never touch the parent's buffers.  The child is
+ * attachable on its own pid; under record --follow-forks it joins the
+ * session with a region of its own, before fork() returns. */
 static void atfork_child(void)
 {
     int e = errno;
+    int follow = ht__sess.shm && (ht__session_flags & HT_SESS_FOLLOW_FORKS);
     forget_session();
     memset(&ht__tls, 0, sizeof ht__tls);
+    ht__control_after_fork();
+    if (follow) {
+        const char *path = getenv(HT_ENV_SESSION);
+        if (path && *path) join_record_session(path);
+    }
     errno = e;
 }
 
-static int recv_session(int fd, ht_msg_session *msg, int fds[2])
+int ht__recv_session(int fd, ht_msg_session *msg, int fds[2])
 {
     char cbuf[CMSG_SPACE(2 * sizeof(int))];
     struct iovec iov = {msg, sizeof *msg};
@@ -97,7 +107,7 @@ static void join_record_session(const char *path)
     if (send(fd, &hello, sizeof hello, MSG_NOSIGNAL) != (ssize_t)sizeof hello) goto fail;
     ht_msg_session msg;
     int fds[2] = {-1, -1};
-    int got = recv_session(fd, &msg, fds);
+    int got = ht__recv_session(fd, &msg, fds);
     if (got < 0 || msg.status != HT_PROTO_OK || got != 2) {
         if (got >= 0 && msg.status != HT_PROTO_OK) { /* not traced: stay idle */ }
         else ht_log("session handshake failed; running untraced");
@@ -105,16 +115,28 @@ static void join_record_session(const char *path)
         if (fds[1] >= 0) close(fds[1]);
         goto fail;
     }
-    size_t size = (size_t)msg.shm_size;
-    void *p = size >= HT_SHM_HDR_SIZE ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fds[0], 0)
-                                      : MAP_FAILED;
+    if (ht__session_install(fd, &msg, fds) == 0) return;
+fail:
+    close(fd);
+}
+
+uint32_t ht__session_flags;
+
+/* Maps and checks the region, then switches recording on.  Takes the fds
+ * (closes them on failure, except `fd`, the caller's). */
+int ht__session_install(int fd, const ht_msg_session *msg, int fds[2])
+{
+    size_t size = (size_t)msg->shm_size;
+    void *p = size >= HT_SHM_HDR_SIZE && size <= ((size_t)1 << 40)
+                  ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fds[0], 0)
+                  : MAP_FAILED;
     close(fds[0]);
     if (p == MAP_FAILED || ht_shm_check((ht_shm_hdr *)p, size) != 0 ||
         ((ht_shm_hdr *)p)->pid != (uint32_t)getpid()) {
         ht_log("invalid session region; running untraced");
         if (p != MAP_FAILED) munmap(p, size);
         close(fds[1]);
-        goto fail;
+        return -1;
     }
     ht_shm_hdr *h = p;
     ht__sess.shm = h;
@@ -125,12 +147,13 @@ static void join_record_session(const char *path)
     ht__sess.clock = h->clock;
     ht__sess.sock_fd = ht__fd_hide(fd);
     ht__sess.event_fd = ht__fd_hide(fds[1]);
+    ht__session_flags = msg->flags;
+    uint32_t g = ++generation;
+    if (g == 0) g = ++generation; /* 0 means idle */
     /* release: the session fields above happen-before any thread that sees
      * ht__on != 0 and then reads them (acquire in ht__reserve_slow). */
-    ht_atomic_store_release((_Atomic uint32_t *)&ht__on, ++generation);
-    return;
-fail:
-    close(fd);
+    ht_atomic_store_release((_Atomic uint32_t *)&ht__on, g);
+    return 0;
 }
 
 void ht__session_join(void)
@@ -189,7 +212,7 @@ static int futex_wait(_Atomic uint32_t *addr, uint32_t val, long ns)
 /* Block mode: wait for the consumer to free a sub-buffer.  Gives up (and the
  * event is counted as lost) if the collector stops answering or the pool
  * stays exhausted by other threads' buffers for too long. */
-static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count)
+static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count, uint32_t gen)
 {
     uint64_t start = ht_mono_ns();
     uint32_t last_seq = ht_atomic_load_acquire(&h->free_seq);
@@ -198,6 +221,7 @@ static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count)
         uint32_t idx = ht_shm_pop(h, count);
         if (idx != HT_FREE_NONE) return idx;
         if (ht_atomic_load_relaxed(&h->state) != HT_SHM_RUNNING) return HT_FREE_NONE;
+        if (ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) != gen) return HT_FREE_NONE; /* ended */
         kick_consumer();
         uint32_t seq = ht_atomic_load_acquire(&h->free_seq);
         ht_atomic_add_acq_rel(&h->waiters, 1);
@@ -210,6 +234,7 @@ static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count)
         if (s != last_seq) last_seq = s, last_progress = now;
         uint64_t hb = ht_atomic_load_relaxed(&h->heartbeat_ns);
         if (hb && now > hb && now - hb > 3000000000ull) {
+            /* the listener ends the session (it polls ht__on) */
             ht_log("collector stopped answering; tracing disabled");
             ht_atomic_store_release((_Atomic uint32_t *)&ht__on, 0); /* idle from now on */
             return HT_FREE_NONE;
@@ -241,7 +266,7 @@ static int acquire_buffer(ht_tls *t)
     uint32_t idx = ht_shm_pop(h, count);
     if (idx == HT_FREE_NONE) {
         if (ht__sess.mode == HT_MODE_DROP) return 0;
-        idx = wait_for_buffer(h, count);
+        idx = wait_for_buffer(h, count, t->gen);
         if (idx == HT_FREE_NONE) return 0;
     }
     ht_subbuf *sb = ht_shm_subbuf(h, idx);
@@ -275,23 +300,38 @@ char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need)
     if (t->gen != gen) {
         /* acquire: pairs with the release of ht__on in the session join */
         if (ht_atomic_load_acquire((_Atomic uint32_t *)&ht__on) != gen || !ht__sess.shm) goto out;
+        uint32_t reg = t->reg, exited = t->exited, runs = t->exit_runs;
         memset(t, 0, sizeof *t);
+        t->reg = reg;
+        t->exited = exited;
+        t->exit_runs = runs;
         t->in_emit = 1;
         t->gen = gen;
         t->serial = ht_atomic_add_relaxed(&ht__sess.shm->thread_serial, 1);
         t->tid = (uint32_t)syscall(SYS_gettid);
-        if (exit_key_ok) {
+        if (exit_key_ok && !exited) {
             t->nest++; /* pthread_setspecific may allocate: not our event */
             pthread_setspecific(exit_key, (void *)1);
             t->nest--;
         }
     }
-    if (t->exited && exit_key_ok) {
-        /* allocating after our exit destructor ran: ask to run it again */
+    if (t->exited) {
+        /* allocating after our exit destructor ran: ask to run it again,
+         * unless glibc will not run destructors any more (it goes round at
+         * most PTHREAD_DESTRUCTOR_ITERATIONS times): a thread must never
+         * stay in the registry past its end */
+        if (!exit_key_ok || t->exit_runs >= 3) {
+            count_lost(t, 1);
+            goto out;
+        }
         t->exited = 0;
         t->nest++;
         pthread_setspecific(exit_key, (void *)1);
         t->nest--;
+    }
+    if (!t->reg && !ht__register_thread(t)) { /* more threads than the registry holds */
+        count_lost(t, 1);
+        goto out;
     }
     if (t->sb) release_current(t);
     if (need + sizeof(ht_rec_thread) + sizeof(ht_rec_lost) > ht__sess.subbuf_size - HT_SUBBUF_HDR_SIZE ||
@@ -310,7 +350,8 @@ void ht__thread_exit(void *arg)
     (void)arg;
     int e = errno;
     ht_tls *t = &ht__tls;
-    if (t->sb && t->gen == ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) && t->gen) {
+    uint32_t g = t->gen;
+    if (t->sb && g && ht__enter(t, g)) {
         if (t->lost && (size_t)(t->end - t->cur) >= sizeof(ht_rec_lost)) {
             ht_rec_lost *l = (ht_rec_lost *)t->cur;
             ht__hdr(&l->h, HT_EV_LOST, 0, 0, sizeof *l, 0, ht__now());
@@ -320,8 +361,13 @@ void ht__thread_exit(void *arg)
             ht__commit(t, t->cur + sizeof *l);
         }
         release_current(t);
+        ht__leave(t);
     }
+    t->sb = NULL;
+    t->cur = t->end = t->data = NULL;
+    ht__unregister_thread(t);
     t->exited = 1;
+    t->exit_runs++;
     errno = e;
 }
 
@@ -334,8 +380,7 @@ void ht__emit_text(unsigned kind, uint64_t heap, uint32_t flags, const char *tex
         while (len < max && text[len]) len++;
     size_t bytes = (sizeof(ht_rec_text) + len + 1 + 7) & ~(size_t)7;
     ht_tls *t = &ht__tls;
-    if (HT_UNLIKELY(t->in_emit)) { ht__lost_nested(t); return; }
-    t->in_emit = 1;
+    if (!ht__enter(t, g)) return;
     char *r = ht__reserve(t, g, bytes);
     if (r) {
         ht_rec_text *x = (ht_rec_text *)r;
@@ -347,5 +392,5 @@ void ht__emit_text(unsigned kind, uint64_t heap, uint32_t flags, const char *tex
         memset(x->text + len, 0, bytes - sizeof(ht_rec_text) - len);
         ht__commit(t, r + bytes);
     }
-    t->in_emit = 0;
+    ht__leave(t);
 }
