@@ -86,6 +86,7 @@ void ht_summary_event(ht_summary *s, const ht_event *ev)
         s->have_end = 1;
         s->exit_code = (int)ev->arg[0];
         s->exit_signal = (int)ev->arg[1];
+        s->exit_unknown = ev->nargs > 2 && ev->arg[2] == 2;
         break;
     default: break;
     }
@@ -133,7 +134,9 @@ void ht_summary_print(const ht_summary *s, FILE *out)
     fprintf(out, "  events lost      %" PRIu64 "\n", s->lost);
     fprintf(out, "  duration         %s\n", ht_fmt_ns(s->last_ts, a, sizeof a));
     if (s->have_end) {
-        if (s->exit_signal)
+        if (s->exit_unknown)
+            fprintf(out, "  process ended    without an exit report (killed by a signal or crashed)\n");
+        else if (s->exit_signal)
             fprintf(out, "  process ended    killed by signal %d\n", s->exit_signal);
         else
             fprintf(out, "  process ended    exit status %d\n", s->exit_code);

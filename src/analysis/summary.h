@@ -22,6 +22,7 @@ typedef struct ht_summary {
     uint64_t lost, markers, threads, processes, heaps;
     uint64_t last_ts;
     int have_end, exit_code, exit_signal;
+    int exit_unknown; /* ended without an exit report (attach) */
     ht_addrmap live;
 } ht_summary;
 

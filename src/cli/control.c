@@ -280,8 +280,6 @@ int ht_cmd_attach(int argc, char **argv)
     if (!quiet) {
         snprintf(what, sizeof what, "process %d (%s)", (int)pid, comm);
         ht_print_session_stats(what, output, &st, cpu_s);
-        if (status == -2)
-            fprintf(stderr, "  process ended    without an exit report (killed by a signal or crashed)\n");
         ht_print_summary_of(output, stderr);
     }
     return rc < 0 ? 1 : 0;

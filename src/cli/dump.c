@@ -24,7 +24,8 @@ static void detail(const ht_event *ev, char *buf, size_t len)
     switch (ev->kind) {
     case HT_EV_LOST: snprintf(buf, len, "%" PRIu64, ev->arg[0]); break;
     case HT_EV_PROCESS_END:
-        if (ev->arg[1]) snprintf(buf, len, "signal %" PRIu64, ev->arg[1]);
+        if (ev->nargs > 2 && ev->arg[2] == 2) snprintf(buf, len, "unknown (no exit report)");
+        else if (ev->arg[1]) snprintf(buf, len, "signal %" PRIu64, ev->arg[1]);
         else snprintf(buf, len, "exit %" PRIu64, ev->arg[0]);
         break;
     case HT_EV_SESSION_START:
