@@ -120,6 +120,7 @@ struct ht_collector {
     ht_collect_stats st;
     ht_encoder session_enc;
     pid_t root;
+    int begun; /* session_begin ran */
 };
 
 static void set_err(char *err, size_t len, const char *what, const char *path, int e)
@@ -296,6 +297,8 @@ fail:
 
 /* A process said HELLO on fd (pid: the kernel's word, not the peer's):
  * give it a region, or tell it it is not traced.  Takes fd. */
+static void session_begin(ht_collector *c);
+
 static int admit(ht_collector *c, int fd, uint32_t pid, const ht_msg_hello *hello)
 {
     if (!c->writing || (!c->o.follow_forks && (pid_t)pid != c->root)) {
@@ -365,6 +368,7 @@ static void accept_one(ht_collector *c)
 int ht_collector_attach(ht_collector *c, pid_t pid, const char *sock_path, char *err, size_t errlen)
 {
     c->root = pid;
+    session_begin(c); /* the process records as soon as it has the region */
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(sock_path) >= sizeof sa.sun_path) {
         snprintf(err, errlen, "socket path too long: %s", sock_path);
@@ -872,6 +876,13 @@ static void reap_closed(ht_collector *c, int final)
                 put_event(c, &p->enc, &ev);
             }
             c->st.starved += ht_atomic_load_relaxed(&p->shm->starved);
+            if (p->pid != (uint32_t)c->root && p->exit_reported) {
+                /* a child (--follow-forks) that said how it exits; the root's
+                 * end is written by ht_collector_run */
+                ht_event ev = {.kind = HT_EV_PROCESS_END, .pid = p->pid, .tid = p->pid, .ts = now_ts(c), .nargs = 3};
+                ev.arg[0] = (uint64_t)WEXITSTATUS(p->exit_status);
+                put_event(c, &p->enc, &ev);
+            }
             flush_enc(c, &p->enc);
             munmap(p->shm, p->size);
             p->shm = NULL;
@@ -889,9 +900,11 @@ static void reap_closed(ht_collector *c, int final)
     }
 }
 
-int ht_collector_run(ht_collector *c, pid_t root, int *status)
+/* ts 0 of the session: the clock calibration, the header, SESSION_START. */
+static void session_begin(ht_collector *c)
 {
-    c->root = root;
+    if (c->begun) return;
+    c->begun = 1;
     ht_clock_conv_init(&c->conv, c->clock);
     c->conv_updated = c->conv.start_mono;
     ht_file_header h = c->w.hdr;
@@ -910,6 +923,13 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
         ev.text_len = c->o.command ? (uint32_t)strlen(c->o.command) : 0;
         put_event(c, &c->session_enc, &ev);
     }
+}
+
+int ht_collector_run(ht_collector *c, pid_t root, int *status)
+{
+    c->root = root;
+    session_begin(c);
+    ht_file_header h = c->w.hdr; /* as session_begin set it */
     /* record: the program is starting now: have its region ready when it asks */
     int attached = c->lfd < 0;
     if (!attached) c->spare = proc_new(c);
