@@ -14,6 +14,17 @@ int ht_cmd_status(int argc, char **argv);
 int ht_cmd_ps(int argc, char **argv);
 
 /* Session options shared by record and attach (record.c). */
+enum { HT_OPT_STACKS = 1000, HT_OPT_DEPTH, HT_OPT_STACK_EVENTS };
+#define HT_STACK_LONGOPTS                                                                   \
+    {"stacks", required_argument, 0, HT_OPT_STACKS}, {"depth", required_argument, 0, HT_OPT_DEPTH}, \
+    {"stack-events", required_argument, 0, HT_OPT_STACK_EVENTS}
+#define HT_STACK_HELP                                                                        \
+    "      --stacks none|fp|dwarf  record call stacks: fp walks frame pointers (fast;\n"       \
+    "                           needs code built with them), dwarf unwinds with\n"            \
+    "                           libunwind (any code); default none\n"                        \
+    "      --depth N            frames per stack (default 64, at most 200)\n"                 \
+    "      --stack-events LIST  events that get a stack: alloc,realloc,free,all\n"          \
+    "                           (default alloc,realloc)\n"
 struct ht_collect_opts;
 struct ht_collect_stats;
 void ht_session_opts_default(struct ht_collect_opts *o);

@@ -180,6 +180,7 @@ static void attach_usage(FILE *f)
             "  -n, --buffers N          number of sub-buffers (default %u)\n"
             "  -f, --flush-interval MS  longest time an event stays in memory (default %u)\n"
             "  -z, --compression-level N  zstd level, -10..-1 or 1..19 (default %d)\n"
+            HT_STACK_HELP
             "  -q, --quiet              do not print statistics and summary\n"
             "  -h, --help               this text\n",
             HT_DEFAULT_SUBBUF_SIZE / 1024, HT_DEFAULT_SUBBUF_COUNT, HT_DEFAULT_FLUSH_MS,
@@ -197,7 +198,7 @@ int ht_cmd_attach(int argc, char **argv)
         {"mode", required_argument, 0, 'm'},        {"buffer-size", required_argument, 0, 'b'},
         {"buffers", required_argument, 0, 'n'},     {"flush-interval", required_argument, 0, 'f'},
         {"compression-level", required_argument, 0, 'z'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},              HT_STACK_LONGOPTS, {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
     int c;
@@ -216,6 +217,7 @@ int ht_cmd_attach(int argc, char **argv)
             break;
         }
         case 'm': case 'b': case 'n': case 'f': case 'z':
+        case HT_OPT_STACKS: case HT_OPT_DEPTH: case HT_OPT_STACK_EVENTS:
             if (ht_session_opt(c, optarg, &o) < 0) return 2;
             break;
         case 'q': quiet = 1; break;

@@ -11,11 +11,24 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../analysis/stacktab.h"
 #include "../analysis/summary.h"
+#include "../analysis/symbols.h"
 #include "../format/format.h"
 #include "cli.h"
 
 enum { FMT_TEXT, FMT_CSV, FMT_JSONL };
+
+static ht_stacktab *stk; /* stacks and modules met so far */
+static char stk_text[16384];
+
+/* The event's stack as text (frames joined by sep), or NULL if none. */
+static const char *stack_of(const ht_event *ev, const char *sep)
+{
+    if (!ev->stack || !stk) return NULL;
+    if (!ht_stk_format(stk, ev->pid, ev->stack, sep, stk_text, sizeof stk_text)) return NULL;
+    return stk_text;
+}
 
 /* Text of a metadata record (names, markers, counts) for the detail field. */
 static void detail(const ht_event *ev, char *buf, size_t len)
@@ -39,6 +52,19 @@ static void detail(const ht_event *ev, char *buf, size_t len)
     case HT_EV_PROCESS:
         snprintf(buf, len, "ppid=%" PRIu64 " command=%.*s", ev->arg[0], tl, ev->text);
         break;
+    case HT_EV_STACK: snprintf(buf, len, "id=%" PRIu64 " frames=%u", ev->arg[0], ev->text_len / 8); break;
+    case HT_EV_MODULE: {
+        const uint8_t *x = (const uint8_t *)ev->text;
+        unsigned bl = tl ? x[0] : 0;
+        if (1 + (int)bl > tl) bl = tl ? (unsigned)tl - 1 : 0;
+        char bid[2 * 64 + 1] = "";
+        for (unsigned i = 0; i < bl && i < 64; i++) snprintf(bid + 2 * i, 3, "%02x", x[1 + i]);
+        int pl = tl - 1 - (int)bl;
+        snprintf(buf, len, "0x%" PRIx64 "-0x%" PRIx64 " offset=0x%" PRIx64 " bias=0x%" PRIx64 " build_id=%s path=%.*s",
+                 ev->arg[0], ev->arg[1], ev->arg[2], ev->arg[3], *bid ? bid : "-", pl > 0 ? pl : 0,
+                 tl ? (const char *)x + 1 + bl : "");
+        break;
+    }
     default: snprintf(buf, len, "%.*s", tl, ev->text ? ev->text : ""); break;
     }
 }
@@ -71,7 +97,11 @@ static void dump_text(FILE *f, const ht_event *ev)
         else
             fprintf(f, "new=0x%" PRIx64 " new_size=%" PRIu64 " old=0x%" PRIx64 " old_size=%" PRIu64, ev->addr,
                     ev->size, ev->old_addr, ev->old_size);
-        fprintf(f, " %s\n", ht_source_name(ev->source));
+        fprintf(f, " %s", ht_source_name(ev->source));
+        if (ev->stack) fprintf(f, " stack=%u", ev->stack);
+        fputc('\n', f);
+        const char *st = stack_of(ev, "\n    ");
+        if (st) fprintf(f, "    %s\n", st);
         return;
     }
     char d[1400];
@@ -105,6 +135,13 @@ static void dump_csv(FILE *f, const ht_event *ev)
         put_escaped(f, d, 0);
         fputc('"', f);
     }
+    fputc(',', f);
+    const char *st = stack_of(ev, ";");
+    if (st) {
+        fputc('"', f);
+        put_escaped(f, st, 0);
+        fputc('"', f);
+    }
     fputc('\n', f);
 }
 
@@ -134,26 +171,52 @@ static void dump_jsonl(FILE *f, const ht_event *ev)
     }
     }
     if (is_heap_event(ev->kind)) fprintf(f, ",\"source\":\"%s\"", ht_source_name(ev->source));
+    const char *st = stack_of(ev, ";");
+    if (st) {
+        fputs(",\"stack\":\"", f);
+        put_escaped(f, st, 1);
+        fputc('"', f);
+    }
     fputs("}\n", f);
 }
 
 int ht_cmd_dump(int argc, char **argv)
 {
-    static const struct option lo[] = {{"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int fmt = FMT_TEXT, c;
+    static const struct option lo[] = {{"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
+                                       {"no-symbols", no_argument, 0, 'N'}, {"debug-dir", required_argument, 0, 'D'},
+                                       {"sysroot", required_argument, 0, 'R'}, {0, 0, 0, 0}};
+    int fmt = FMT_TEXT, c, symbols = 1;
+    const char *debug_dir = NULL, *sysroot = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":F:h", lo, NULL)) != -1) {
         if (c == 'h') {
-            puts("usage: heaptrace dump FILE [--format text|csv|jsonl]\n\n"
+            puts("usage: heaptrace dump FILE [--format text|csv|jsonl] [--no-symbols]\n"
+                 "                      [--debug-dir DIR] [--sysroot DIR]\n\n"
                  "Prints every record of a trace in time order within each process.\n"
                  "csv columns / jsonl keys: event, ts_ns, pid, tid, heap, api, address, size,\n"
-                 "new_address, new_size, old_address, old_size, source, detail.");
+                 "new_address, new_size, old_address, old_size, source, detail, stack.\n"
+                 "Stacks (recorded with --stacks) are symbolized from the object files on this\n"
+                 "machine: --sysroot DIR reads them under DIR (a trace from another machine),\n"
+                 "--debug-dir DIR adds a directory of separate debug files, --no-symbols prints\n"
+                 "module+offset only.");
             return 0;
         }
         if (c == ':') {
             ht_err("dump: option '%s' needs a value", argv[optind - 1]);
             return 2;
+        }
+        if (c == 'N') {
+            symbols = 0;
+            continue;
+        }
+        if (c == 'D' || c == 'R') {
+            if (strchr(optarg, ':')) {
+                ht_err("dump: %s must not contain ':'", c == 'D' ? "--debug-dir" : "--sysroot");
+                return 2;
+            }
+            *(c == 'D' ? &debug_dir : &sysroot) = optarg;
+            continue;
         }
         if (c != 'F') {
             ht_err("dump: unknown option '%s'; see 'heaptrace dump --help'", argv[optind - 1]);
@@ -171,13 +234,17 @@ int ht_cmd_dump(int argc, char **argv)
         ht_err("usage: heaptrace dump FILE [--format text|csv|jsonl]");
         return 2;
     }
+    ht_symbolizer *sym = symbols ? ht_sym_new(sysroot, debug_dir) : NULL;
+    stk = ht_stk_new(sym);
     ht_reader r;
     if (ht_open_trace(&r, argv[optind])) return 1;
     if (fmt == FMT_CSV)
-        puts("event,ts_ns,pid,tid,heap,api,address,size,new_address,new_size,old_address,old_size,source,detail");
+        puts("event,ts_ns,pid,tid,heap,api,address,size,new_address,new_size,old_address,old_size,source,detail,"
+             "stack");
     ht_event ev;
     int rc;
     while ((rc = ht_reader_next(&r, &ev)) > 0) {
+        if (stk && (ev.kind == HT_EV_STACK || ev.kind == HT_EV_MODULE)) ht_stk_event(stk, &ev);
         if (fmt == FMT_TEXT) dump_text(stdout, &ev);
         else if (fmt == FMT_CSV) dump_csv(stdout, &ev);
         else dump_jsonl(stdout, &ev);
@@ -188,6 +255,9 @@ int ht_cmd_dump(int argc, char **argv)
         bad = 1;
     }
     ht_reader_close(&r);
+    ht_stk_free(stk);
+    stk = NULL;
+    if (sym) ht_sym_free(sym);
     return bad ? 1 : 0;
 }
 

@@ -46,6 +46,7 @@ static void record_usage(FILE *f)
             "  -n, --buffers N          number of sub-buffers (default %u)\n"
             "  -f, --flush-interval MS  longest time an event stays in memory (default %u)\n"
             "  -z, --compression-level N  zstd level, -10..-1 (fastest) or 1..19 (default %d)\n"
+            HT_STACK_HELP
             "      --follow-forks       also record the processes CMD starts (fork, vfork,\n"
             "                           posix_spawn, exec), each as a stream of its own\n"
             "  -q, --quiet              do not print statistics and summary\n"
@@ -172,6 +173,43 @@ int ht_session_opt(int c, const char *optarg, ht_collect_opts *op)
             o.zstd_level = (int)l;
         }
             break;
+    case HT_OPT_STACKS:
+        if (!strcmp(optarg, "none")) o.stack_mode = HT_STACKS_NONE;
+        else if (!strcmp(optarg, "fp")) o.stack_mode = HT_STACKS_FP;
+        else if (!strcmp(optarg, "dwarf")) o.stack_mode = HT_STACKS_DWARF;
+        else {
+            ht_err("--stacks must be 'none', 'fp' or 'dwarf', not '%s'", optarg);
+            return -1;
+        }
+        break;
+    case HT_OPT_DEPTH:
+        if (ht_parse_size(optarg, &v) < 0 || v < 1 || v > HT_STACK_DEPTH_MAX) {
+            ht_err("--depth: '%s' is not a number of frames (1..%d)", optarg, HT_STACK_DEPTH_MAX);
+            return -1;
+        }
+        o.stack_depth = (uint32_t)v;
+        break;
+    case HT_OPT_STACK_EVENTS: {
+        uint32_t m = 0;
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", optarg);
+        for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+            if (!strcmp(w, "alloc")) m |= HT_STACK_ON_ALLOC;
+            else if (!strcmp(w, "free")) m |= HT_STACK_ON_FREE;
+            else if (!strcmp(w, "realloc")) m |= HT_STACK_ON_REALLOC;
+            else if (!strcmp(w, "all")) m |= HT_STACK_ON_ALLOC | HT_STACK_ON_FREE | HT_STACK_ON_REALLOC;
+            else {
+                ht_err("--stack-events: '%s' is not alloc, realloc, free or all", w);
+                return -1;
+            }
+        }
+        if (!m) {
+            ht_err("--stack-events: no events given (alloc, realloc, free, all)");
+            return -1;
+        }
+        o.stack_events = m;
+        break;
+    }
     default: return -1;
     }
     *op = o;
@@ -201,6 +239,7 @@ int ht_cmd_record(int argc, char **argv)
         {"flush-interval", required_argument, 0, 'f'}, {"compression-level", required_argument, 0, 'z'},
         {"quiet", no_argument, 0, 'q'},              {"help", no_argument, 0, 'h'},
         {"follow-forks", no_argument, 0, 'F'},
+        HT_STACK_LONGOPTS,
         {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -209,6 +248,7 @@ int ht_cmd_record(int argc, char **argv)
         switch (c) {
         case 'o': output = optarg; break;
         case 'm': case 'b': case 'n': case 'f': case 'z':
+        case HT_OPT_STACKS: case HT_OPT_DEPTH: case HT_OPT_STACK_EVENTS:
             if (ht_session_opt(c, optarg, &o) < 0) return 2;
             break;
         case 'F': o.follow_forks = 1; break;

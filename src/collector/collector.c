@@ -99,6 +99,10 @@ typedef struct proc {
     uint64_t last_flush;
     uint64_t round;
     uint64_t last_ns; /* timestamp of the newest record merged */
+    /* call stacks: the runtime's 64-bit hash -> the trace's id (1, 2, ...) */
+    uint64_t *stk_keys;
+    uint32_t *stk_ids;
+    size_t stk_cap, stk_n;
     /* next_seq of recently forgotten threads, should they come back */
     struct { uint64_t serial, next_seq; } grave[256];
     uint32_t ngrave;
@@ -231,7 +235,57 @@ static void proc_free(proc *p)
     if (p->efd >= 0) close(p->efd);
     if (p->memfd >= 0) close(p->memfd);
     ht_enc_free(&p->enc);
+    free(p->stk_keys);
+    free(p->stk_ids);
     free(p);
+}
+
+/* The id of stack `hash` in process p: 0 unknown; with `add`, a new one is
+ * made (*added set).  Open addressing, linear probing, at most half full. */
+static uint32_t stack_id(proc *p, uint64_t hash, int add, int *added)
+{
+    if (add && (p->stk_n + 1) * 2 > p->stk_cap) {
+        size_t cap = p->stk_cap ? p->stk_cap * 2 : 1024;
+        uint64_t *k = calloc(cap, sizeof *k);
+        uint32_t *v = calloc(cap, sizeof *v);
+        if (!k || !v) {
+            free(k);
+            free(v);
+            return 0;
+        }
+        for (size_t i = 0; i < p->stk_cap; i++) {
+            if (!p->stk_keys[i]) continue;
+            size_t j = (p->stk_keys[i] * 0x9e3779b97f4a7c15ull) & (cap - 1);
+            while (k[j]) j = (j + 1) & (cap - 1);
+            k[j] = p->stk_keys[i];
+            v[j] = p->stk_ids[i];
+        }
+        free(p->stk_keys);
+        free(p->stk_ids);
+        p->stk_keys = k;
+        p->stk_ids = v;
+        p->stk_cap = cap;
+    }
+    if (!p->stk_cap || !hash) return 0;
+    size_t j = (hash * 0x9e3779b97f4a7c15ull) & (p->stk_cap - 1);
+    while (p->stk_keys[j]) {
+        if (p->stk_keys[j] == hash) return p->stk_ids[j];
+        j = (j + 1) & (p->stk_cap - 1);
+    }
+    if (!add) return 0;
+    p->stk_keys[j] = hash;
+    p->stk_ids[j] = (uint32_t)++p->stk_n;
+    *added = 1;
+    return p->stk_ids[j];
+}
+
+/* The stack hash a heap record carries after its fixed part, if any. */
+static inline uint32_t rec_stack(proc *p, const uint8_t *r, unsigned words, size_t fixed)
+{
+    if (HT_LIKELY((size_t)words * 8 < fixed + 8)) return 0;
+    uint64_t h;
+    memcpy(&h, r + fixed, 8);
+    return stack_id(p, h, 0, NULL);
 }
 
 static void read_cmdline(uint32_t pid, char *buf, size_t cap, size_t *len)
@@ -287,6 +341,9 @@ static proc *proc_new(ht_collector *c)
         goto fail;
     }
     ht_shm_init(p->shm, p->sbsize, p->count, c->o.mode, c->clock, 0);
+    p->shm->stack_mode = c->o.stack_mode;
+    p->shm->stack_depth = c->o.stack_depth ? c->o.stack_depth : 64;
+    p->shm->stack_events = c->o.stack_events ? c->o.stack_events : HT_STACK_ON_ALLOC | HT_STACK_ON_REALLOC;
     p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->efd < 0) goto fail;
     return p;
@@ -470,6 +527,8 @@ static size_t min_words(unsigned kind)
     case HT_EV_REALLOC: return sizeof(ht_rec_realloc) / 8;
     case HT_EV_LOST: return sizeof(ht_rec_lost) / 8;
     case HT_EV_THREAD: return sizeof(ht_rec_thread) / 8;
+    case HT_EV_STACK: return sizeof(ht_rec_stack) / 8;
+    case HT_EV_MODULE: return sizeof(ht_rec_module) / 8;
     case HT_EV_HEAP_CREATE:
     case HT_EV_MARKER:
     case HT_EV_HEAP_DESTROY: return sizeof(ht_rec_text) / 8;
@@ -494,14 +553,16 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
         ht_rec_alloc a;
         memcpy(&a, r, sizeof a);
         if (HT_UNLIKELY(h.api >= HT_API_COUNT || h.source > 7)) goto damaged;
-        rc = ht_enc_ev_alloc(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr, a.size);
+        rc = ht_enc_ev_alloc(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr, a.size,
+                             rec_stack(p, r, h.words, sizeof a));
         goto heap_event;
     }
     case HT_EV_FREE: {
         ht_rec_free a;
         memcpy(&a, r, sizeof a);
         if (HT_UNLIKELY(h.api >= HT_API_COUNT || h.source > 7)) goto damaged;
-        rc = ht_enc_ev_free(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr);
+        rc = ht_enc_ev_free(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr,
+                            rec_stack(p, r, h.words, sizeof a));
         goto heap_event;
     }
     case HT_EV_REALLOC: {
@@ -509,7 +570,7 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
         memcpy(&a, r, sizeof a);
         if (HT_UNLIKELY(h.api >= HT_API_COUNT || h.source > 7)) goto damaged;
         rc = ht_enc_ev_realloc(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.new_addr, a.new_size,
-                               a.old_addr, a.old_size);
+                               a.old_addr, a.old_size, rec_stack(p, r, h.words, sizeof a));
         goto heap_event;
     }
     default: break;
@@ -559,6 +620,45 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
         }
         if (h.kind == HT_EV_MARKER) ev.heap = 0;
         break;
+    }
+    case HT_EV_STACK: {
+        ht_rec_stack a;
+        memcpy(&a, r, sizeof a);
+        size_t room = ((size_t)h.words * 8 - sizeof a) / 8;
+        if (a.n == 0 || a.n > room || a.n > HT_STACK_DEPTH_MAX || a.hash == 0) goto damaged;
+        int added = 0;
+        uint32_t id = stack_id(p, a.hash, 1, &added);
+        if (!added) return; /* another thread described it already */
+        ev.heap = 0;
+        ev.api = ev.source = 0;
+        ev.nargs = 1;
+        ev.arg[0] = id;
+        ev.text = (const char *)r + sizeof a; /* n 8-byte little-endian addresses */
+        ev.text_len = a.n * 8;
+        break;
+    }
+    case HT_EV_MODULE: {
+        ht_rec_module a;
+        memcpy(&a, r, sizeof a);
+        size_t room = (size_t)h.words * 8 - sizeof a;
+        if (a.build_id_len > 64 || a.path_len > room || a.build_id_len + (size_t)a.path_len > room ||
+            a.end < a.start)
+            goto damaged;
+        /* text: build id length (1 byte), build id, path */
+        uint8_t text[1 + 64 + 2048];
+        text[0] = (uint8_t)a.build_id_len;
+        memcpy(text + 1, r + sizeof a, a.build_id_len + (size_t)a.path_len);
+        ev.heap = 0;
+        ev.api = ev.source = 0;
+        ev.nargs = 4;
+        ev.arg[0] = a.start;
+        ev.arg[1] = a.end;
+        ev.arg[2] = a.offset;
+        ev.arg[3] = a.bias;
+        ev.text = (const char *)text;
+        ev.text_len = 1 + a.build_id_len + a.path_len;
+        put_event(c, &p->enc, &ev);
+        return;
     }
     default:
         return; /* unknown record from a newer runtime: skipped by length */

@@ -21,6 +21,9 @@ typedef struct ht_collect_opts {
     int follow_forks;      /* record: descendants join with streams of their own */
     volatile int *stop;    /* attach: set (from a signal handler) to end the session */
     double duration_s;     /* attach: end the session after this long (0: no limit) */
+    uint32_t stack_mode;   /* enum ht_stack_mode */
+    uint32_t stack_depth;  /* frames (0: 64) */
+    uint32_t stack_events; /* HT_STACK_ON_* (0: allocations and reallocs) */
 } ht_collect_opts;
 
 #define HT_DEFAULT_SUBBUF_SIZE (64u * 1024u)

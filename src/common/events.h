@@ -31,7 +31,16 @@ enum ht_kind {
     HT_EV_PROCESS_END = 70,
     HT_EV_SESSION_START = 71,
     HT_EV_SESSION_END = 72,
+    HT_EV_STACK = 73,  /* a call stack: id, frames */
+    HT_EV_MODULE = 74, /* a loaded object: where, which file, build id */
 };
+
+/* Session stack options (shm header, written by the collector). */
+enum ht_stack_mode { HT_STACKS_NONE = 0, HT_STACKS_FP = 1, HT_STACKS_DWARF = 2 };
+#define HT_STACK_ON_ALLOC 1u   /* which heap events get a stack */
+#define HT_STACK_ON_FREE 2u
+#define HT_STACK_ON_REALLOC 4u
+#define HT_STACK_DEPTH_MAX 200
 
 /* The API that produced a libc-heap event (custom heaps use HT_API_HEAP). */
 enum ht_api {
@@ -85,6 +94,20 @@ typedef struct ht_rec_thread {
 /* HEAP_CREATE: flags then a NUL-terminated name, padded to 8 bytes.
  * MARKER: a NUL-terminated text padded to 8 bytes.  HEAP_DESTROY: hdr only. */
 typedef struct ht_rec_text { ht_rec_hdr h; uint32_t flags, len; char text[]; } ht_rec_text;
+
+/* A heap event with a stack has 8 more bytes: the stack's 64-bit hash
+ * (never 0).  The first time a thread uses a hash it writes the frames
+ * first, as a STACK record (hash, count, return addresses innermost first). */
+typedef struct ht_rec_stack { ht_rec_hdr h; uint64_t hash; uint32_t n, _pad; uint64_t frames[]; } ht_rec_stack;
+/* MODULE: an object's executable segment [start, end) mapped from file
+ * offset `offset`, its load bias; then build id (build_id_len bytes) and
+ * the NUL-terminated path, padded to 8 bytes. */
+typedef struct ht_rec_module {
+    ht_rec_hdr h;
+    uint64_t start, end, offset, bias;
+    uint32_t build_id_len, path_len;
+    uint8_t data[]; /* build id, then path */
+} ht_rec_module;
 
 #define HT_HEAP_NAME_MAX 63
 #define HT_MARKER_MAX 255

@@ -74,6 +74,11 @@ typedef struct ht_shm_hdr {
     /* written by the collector for `heaptrace status`; display only */
     _Atomic uint64_t st_events, st_lost, st_bytes, st_subbufs;
     char trace_path[256];
+    /* session options for the runtime, set before the region is handed over */
+    uint32_t stack_mode;   /* enum ht_stack_mode */
+    uint32_t stack_depth;  /* frames, 1..HT_STACK_DEPTH_MAX */
+    uint32_t stack_events; /* HT_STACK_ON_* */
+    uint32_t _pad1;
 } ht_shm_hdr;
 
 typedef struct ht_subbuf {

@@ -9,7 +9,7 @@
  *   tag bit 4  : the (new) address is a back-reference
  *   tag bit 5  : REALLOC's old address is a back-reference
  *   tag bit 6  : thread differs from the previous record's
- *   tag bit 7  : reserved, 0
+ *   tag bit 7  : heap events: a stack id (varint >= 1) ends the record
  * then [tid] ts-delta(zigzag), and for heap events [api|source<<5], [heap],
  * addresses, sizes.  An address is either a zigzag delta from the same
  * thread's previous allocated (freed) address, or a back-reference d >= 1:
@@ -33,7 +33,7 @@
 #define TAG_REF1 HT_TAG_REF1
 #define TAG_REF2 HT_TAG_REF2
 #define TAG_THREAD HT_TAG_THREAD
-#define TAG_RESERVED HT_TAG_RESERVED
+#define TAG_STACK HT_TAG_STACK
 
 int ht_buf_reserve(ht_buf *b, size_t extra)
 {
@@ -207,11 +207,20 @@ static inline uint8_t *put_alloc_addr(ht_encoder *e, ht_codec_ctx *c, uint8_t *p
     return put_addr(e, p, tag, refbit, addr, e->fcache, e->nfree, e->acache, &e->nalloc, &c->alloc_addr);
 }
 
-/* widest heap record: tag 1 + tid 5 + ts 10 + api 1 + heap 10 + 4 x 10 */
-#define CORE_ROOM 72
+/* widest heap record: tag 1 + tid 5 + ts 10 + api 1 + heap 10 + 4 x 10 + stack 5 */
+#define CORE_ROOM 80
+
+static inline uint8_t *put_stack(uint8_t *p, uint8_t *tag, uint32_t stack)
+{
+    if (stack) {
+        *tag |= TAG_STACK;
+        p = put_varint(p, stack);
+    }
+    return p;
+}
 
 int ht_enc_ev_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
-                    uint64_t heap, uint64_t addr, uint64_t size)
+                    uint64_t heap, uint64_t addr, uint64_t size, uint32_t stack)
 {
     uint8_t *p, tag;
     uint8_t *tagp = rec_begin(e, tid, ts, CORE_ROOM, &p, &tag);
@@ -221,12 +230,13 @@ int ht_enc_ev_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsi
     p = put_heap_api(c, p, &tag, HT_EV_ALLOC, api, src, heap);
     p = put_alloc_addr(e, c, p, &tag, TAG_REF1, addr);
     p = put_varint(p, size);
+    p = put_stack(p, &tag, stack);
     rec_end(e, tagp, tag, p);
     return 0;
 }
 
 int ht_enc_ev_free(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
-                   uint64_t heap, uint64_t addr)
+                   uint64_t heap, uint64_t addr, uint32_t stack)
 {
     uint8_t *p, tag;
     uint8_t *tagp = rec_begin(e, tid, ts, CORE_ROOM, &p, &tag);
@@ -235,13 +245,14 @@ int ht_enc_ev_free(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsig
     tag |= HT_EV_FREE;
     p = put_heap_api(c, p, &tag, HT_EV_FREE, api, src, heap);
     p = put_free_addr(e, c, p, &tag, TAG_REF1, addr);
+    p = put_stack(p, &tag, stack);
     rec_end(e, tagp, tag, p);
     return 0;
 }
 
 int ht_enc_ev_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
                       uint64_t heap, uint64_t new_addr, uint64_t new_size, uint64_t old_addr,
-                      uint64_t old_size)
+                      uint64_t old_size, uint32_t stack)
 {
     uint8_t *p, tag;
     uint8_t *tagp = rec_begin(e, tid, ts, CORE_ROOM, &p, &tag);
@@ -254,6 +265,7 @@ int ht_enc_ev_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, un
     p = put_varint(p, old_size);
     p = put_alloc_addr(e, c, p, &tag, TAG_REF1, new_addr);
     p = put_varint(p, new_size);
+    p = put_stack(p, &tag, stack);
     rec_end(e, tagp, tag, p);
     return 0;
 }
@@ -262,11 +274,12 @@ int ht_enc_event(ht_encoder *e, const ht_event *ev)
 {
     switch (ev->kind) {
     case HT_EV_ALLOC:
-        return ht_enc_ev_alloc(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr, ev->size);
-    case HT_EV_FREE: return ht_enc_ev_free(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr);
+        return ht_enc_ev_alloc(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr, ev->size, ev->stack);
+    case HT_EV_FREE:
+        return ht_enc_ev_free(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr, ev->stack);
     case HT_EV_REALLOC:
         return ht_enc_ev_realloc(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr, ev->size,
-                                 ev->old_addr, ev->old_size);
+                                 ev->old_addr, ev->old_size, ev->stack);
     default: break;
     }
     if (ev->kind < 64 || ev->kind > 0xffff) return -EINVAL;
@@ -367,7 +380,6 @@ int ht_dec_next(ht_decoder *d, ht_event *ev)
         ht_codec_ctx *c = ctx_for(d->ctx, ev->tid);
         ht_codec_hist *h = &d->hist;
         ev->kind = kind;
-        if (tag & TAG_RESERVED) return -EBADMSG;
         if (tag & TAG_APISRC) {
             if (d->p >= d->end) return -EBADMSG;
             c->apisrc[kind] = *d->p++;
@@ -395,9 +407,14 @@ int ht_dec_next(ht_decoder *d, ht_event *ev)
             push_alloc(h, ev->addr);
             GET(ev->size);
         }
+        if (tag & TAG_STACK) {
+            GET(v);
+            if (v == 0 || v > UINT32_MAX) return -EBADMSG;
+            ev->stack = (uint32_t)v;
+        }
         return 1;
     }
-    if (tag & (TAG_APISRC | TAG_HEAP | TAG_REF1 | TAG_REF2 | TAG_RESERVED)) return -EBADMSG;
+    if (tag & (TAG_APISRC | TAG_HEAP | TAG_REF1 | TAG_REF2 | TAG_STACK)) return -EBADMSG;
     uint64_t k, len;
     GET(k);
     GET(len);

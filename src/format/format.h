@@ -22,7 +22,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the format is written
 
 #define HT_FILE_MAGIC "\x89HTRACE\n"
 #define HT_FORMAT_MAJOR 1
-#define HT_FORMAT_MINOR 0
+#define HT_FORMAT_MINOR 1 /* 1.1: call stacks (STACK, MODULE records; tag bit 7) */
 #define HT_FILE_HEADER_SIZE 256u
 #define HT_CHUNK_MAGIC 0x4b435448u /* "HTCK" */
 #define HT_CHUNK_HEADER_SIZE 48u
@@ -82,6 +82,7 @@ typedef struct ht_event {
     uint64_t heap;
     uint64_t addr, size, old_addr, old_size;
     uint64_t arg[HT_EVENT_ARGS];
+    uint32_t stack; /* heap events: id of the call stack (a STACK record), 0 if none */
     const char *text; /* not NUL-terminated; valid until the next read */
     uint32_t text_len;
 } ht_event;
@@ -103,7 +104,7 @@ void ht_buf_free(ht_buf *b);
 #define HT_TAG_REF1 0x10u     /* the (new) address is a back-reference */
 #define HT_TAG_REF2 0x20u     /* REALLOC: the old address is a back-reference */
 #define HT_TAG_THREAD 0x40u   /* a tid varint follows */
-#define HT_TAG_RESERVED 0x80u /* must be 0 in v1 */
+#define HT_TAG_STACK 0x80u    /* heap events: a stack id follows the body (v1.1) */
 
 #define HT_CODEC_CTX 64      /* per-thread delta state, indexed by tid % 64 */
 #define HT_CODEC_HIST 8192   /* back-reference window (addresses), power of 2 */
@@ -142,12 +143,12 @@ void ht_enc_reset(ht_encoder *e, uint32_t stream);
 int ht_enc_event(ht_encoder *e, const ht_event *ev);
 /* The heap events without building an ht_event (the collector's path). */
 int ht_enc_ev_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
-                    uint64_t heap, uint64_t addr, uint64_t size);
+                    uint64_t heap, uint64_t addr, uint64_t size, uint32_t stack);
 int ht_enc_ev_free(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
-                   uint64_t heap, uint64_t addr);
+                   uint64_t heap, uint64_t addr, uint32_t stack);
 int ht_enc_ev_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
                       uint64_t heap, uint64_t new_addr, uint64_t new_size, uint64_t old_addr,
-                      uint64_t old_size);
+                      uint64_t old_size, uint32_t stack);
 void ht_enc_free(ht_encoder *e); /* releases the encoder's memory */
 
 typedef struct ht_decoder {

@@ -17,6 +17,8 @@ const char *ht_kind_name(unsigned kind)
     case HT_EV_PROCESS_END: return "process_end";
     case HT_EV_SESSION_START: return "session_start";
     case HT_EV_SESSION_END: return "session_end";
+    case HT_EV_STACK: return "stack";
+    case HT_EV_MODULE: return "module";
     default: return "unknown";
     }
 }

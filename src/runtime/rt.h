@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../common/atomic.h"
 #include "../common/clock.h"
@@ -45,6 +46,10 @@ typedef struct ht_tls {
     uint32_t exited;        /* thread-exit destructor ran (and has not been re-armed) */
     uint32_t exit_runs;     /* times it ran */
     uint32_t reg;           /* slot in the thread registry + 1, or 0 (control.c) */
+    /* call stacks (stacks.c); kept across sessions */
+    uintptr_t stk_lo, stk_hi; /* the thread's stack, for frame-pointer walks */
+    uint64_t *stk_cache;      /* hashes of stacks this thread has described */
+    uint32_t stk_gen;         /* session the cache belongs to */
 } ht_tls;
 
 extern __thread ht_tls ht__tls __attribute__((tls_model("initial-exec")));
@@ -60,6 +65,7 @@ typedef struct ht_session {
     uint32_t subbuf_size, subbuf_count, mode, clock;
     int sock_fd, event_fd;
     int glibc;          /* the real malloc is glibc's: chunk header readable */
+    uint32_t stack_mode, stack_depth, stack_events; /* --stacks (ht_stack_mode), --depth, HT_STACK_ON_* */
 } ht_session;
 extern ht_session ht__sess;
 
@@ -112,6 +118,11 @@ void ht__unregister_thread(ht_tls *t);
 int ht__session_install(int fd, const struct ht_msg_session *msg, int fds[2]);
 int ht__recv_session(int fd, struct ht_msg_session *msg, int fds[2]);
 extern uint32_t ht__session_flags; /* HT_SESS_* of the current session */
+
+/* Call stacks (stacks.c). */
+void ht__stacks_setup(uint32_t mode);       /* at session install */
+uint64_t ht__stack(ht_tls *t, uint32_t gen); /* hash of this event's stack (0: none) */
+void ht__stacks_thread_exit(ht_tls *t);
 
 /* ---- the fast path ---- */
 
@@ -192,14 +203,18 @@ static inline void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigne
                                   uint64_t heap, const void *p, uint64_t size)
 {
     if (!ht__enter(t, gen)) return;
-    char *r = ht__reserve(t, gen, sizeof(ht_rec_alloc));
+    uint64_t sh = 0;
+    if (HT_UNLIKELY(ht__sess.stack_events & HT_STACK_ON_ALLOC)) sh = ht__stack(t, gen);
+    size_t sz = sizeof(ht_rec_alloc) + (sh ? 8 : 0);
+    char *r = ht__reserve(t, gen, sz);
     if (HT_LIKELY(r != NULL)) {
         ht_rec_alloc *a = (ht_rec_alloc *)r;
         uint64_t ts = ht__begin(t, r);
-        ht__hdr(&a->h, HT_EV_ALLOC, api, src, sizeof *a, heap, ts);
+        ht__hdr(&a->h, HT_EV_ALLOC, api, src, sz, heap, ts);
         a->addr = (uintptr_t)p;
         a->size = size;
-        ht__commit(t, r + sizeof *a);
+        if (sh) memcpy(r + sizeof *a, &sh, 8);
+        ht__commit(t, r + sz);
     }
     ht__leave(t);
 }
@@ -208,13 +223,17 @@ static inline void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned
                                  uint64_t heap, const void *p)
 {
     if (!ht__enter(t, gen)) return;
-    char *r = ht__reserve(t, gen, sizeof(ht_rec_free));
+    uint64_t sh = 0;
+    if (HT_UNLIKELY(ht__sess.stack_events & HT_STACK_ON_FREE)) sh = ht__stack(t, gen);
+    size_t sz = sizeof(ht_rec_free) + (sh ? 8 : 0);
+    char *r = ht__reserve(t, gen, sz);
     if (HT_LIKELY(r != NULL)) {
         ht_rec_free *a = (ht_rec_free *)r;
         uint64_t ts = ht__begin(t, r);
-        ht__hdr(&a->h, HT_EV_FREE, api, src, sizeof *a, heap, ts);
+        ht__hdr(&a->h, HT_EV_FREE, api, src, sz, heap, ts);
         a->addr = (uintptr_t)p;
-        ht__commit(t, r + sizeof *a);
+        if (sh) memcpy(r + sizeof *a, &sh, 8);
+        ht__commit(t, r + sz);
     }
     ht__leave(t);
 }
@@ -224,16 +243,20 @@ static inline void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsig
                                     const void *op, uint64_t osize)
 {
     if (!ht__enter(t, gen)) return;
-    char *r = ht__reserve(t, gen, sizeof(ht_rec_realloc));
+    uint64_t sh = 0;
+    if (HT_UNLIKELY(ht__sess.stack_events & HT_STACK_ON_REALLOC)) sh = ht__stack(t, gen);
+    size_t sz = sizeof(ht_rec_realloc) + (sh ? 8 : 0);
+    char *r = ht__reserve(t, gen, sz);
     if (HT_LIKELY(r != NULL)) {
         ht_rec_realloc *a = (ht_rec_realloc *)r;
         uint64_t ts = ht__begin(t, r);
-        ht__hdr(&a->h, HT_EV_REALLOC, api, src, sizeof *a, heap, ts);
+        ht__hdr(&a->h, HT_EV_REALLOC, api, src, sz, heap, ts);
         a->new_addr = (uintptr_t)np;
         a->new_size = nsize;
         a->old_addr = (uintptr_t)op;
         a->old_size = osize;
-        ht__commit(t, r + sizeof *a);
+        if (sh) memcpy(r + sizeof *a, &sh, 8);
+        ht__commit(t, r + sz);
     }
     ht__leave(t);
 }

@@ -58,7 +58,11 @@ static void atfork_child(void)
     int e = errno;
     int follow = ht__sess.shm && (ht__session_flags & HT_SESS_FOLLOW_FORKS);
     forget_session();
+    ht_tls keep = ht__tls; /* the same thread, on the same stack */
     memset(&ht__tls, 0, sizeof ht__tls);
+    ht__tls.stk_lo = keep.stk_lo;
+    ht__tls.stk_hi = keep.stk_hi;
+    ht__tls.stk_cache = keep.stk_cache;
     ht__control_after_fork();
     if (follow) {
         const char *path = getenv(HT_ENV_SESSION);
@@ -148,6 +152,10 @@ int ht__session_install(int fd, const ht_msg_session *msg, int fds[2])
     ht__sess.sock_fd = ht__fd_hide(fd);
     ht__sess.event_fd = ht__fd_hide(fds[1]);
     ht__session_flags = msg->flags;
+    ht__sess.stack_mode = h->stack_mode <= HT_STACKS_DWARF ? h->stack_mode : HT_STACKS_NONE;
+    ht__sess.stack_depth = h->stack_depth >= 1 && h->stack_depth <= HT_STACK_DEPTH_MAX ? h->stack_depth : 64;
+    ht__sess.stack_events = ht__sess.stack_mode ? h->stack_events & 7u : 0;
+    if (ht__sess.stack_mode) ht__stacks_setup(ht__sess.stack_mode);
     uint32_t g = ++generation;
     if (g == 0) g = ++generation; /* 0 means idle */
     /* release: the session fields above happen-before any thread that sees
@@ -300,16 +308,21 @@ char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need)
     if (t->gen != gen) {
         /* acquire: pairs with the release of ht__on in the session join */
         if (ht_atomic_load_acquire((_Atomic uint32_t *)&ht__on) != gen || !ht__sess.shm) goto out;
-        uint32_t reg = t->reg, exited = t->exited, runs = t->exit_runs;
+        ht_tls keep = *t;
         memset(t, 0, sizeof *t);
-        t->reg = reg;
-        t->exited = exited;
-        t->exit_runs = runs;
+        t->reg = keep.reg;
+        t->nest = keep.nest; /* a runtime-internal call may be in progress (stacks.c) */
+        t->exited = keep.exited;
+        t->exit_runs = keep.exit_runs;
+        t->stk_lo = keep.stk_lo;
+        t->stk_hi = keep.stk_hi;
+        t->stk_cache = keep.stk_cache;
+        t->stk_gen = keep.stk_gen;
         t->in_emit = 1;
         t->gen = gen;
         t->serial = ht_atomic_add_relaxed(&ht__sess.shm->thread_serial, 1);
         t->tid = (uint32_t)syscall(SYS_gettid);
-        if (exit_key_ok && !exited) {
+        if (exit_key_ok && !keep.exited) {
             t->nest++; /* pthread_setspecific may allocate: not our event */
             pthread_setspecific(exit_key, (void *)1);
             t->nest--;
@@ -366,6 +379,7 @@ void ht__thread_exit(void *arg)
     t->sb = NULL;
     t->cur = t->end = t->data = NULL;
     ht__unregister_thread(t);
+    ht__stacks_thread_exit(t);
     t->exited = 1;
     t->exit_runs++;
     errno = e;
