@@ -169,6 +169,12 @@ static void gen_event(gen *g, ht_event *ev)
             remember(&g->allocs, &g->nallocs, &g->cap_allocs, ev->addr);
             break;
         }
+        /* a call stack id: none, small, or any 32-bit value */
+        switch (rng_below(r, 4)) {
+        case 0: ev->stack = 0; break;
+        case 1: ev->stack = (uint32_t)rng_next(r) | 1u; break;
+        default: ev->stack = 1 + (uint32_t)rng_below(r, 300); break;
+        }
         return;
     }
     ev->kind = metas[rng_below(r, sizeof metas / sizeof metas[0])];
@@ -205,11 +211,13 @@ static void check_event(const ht_event *in, const ht_event *out, uint32_t stream
         assert_int_equal(out->size, in->kind == HT_EV_FREE ? 0 : in->size);
         assert_int_equal(out->old_addr, in->kind == HT_EV_REALLOC ? in->old_addr : 0);
         assert_int_equal(out->old_size, in->kind == HT_EV_REALLOC ? in->old_size : 0);
+        assert_int_equal(out->stack, in->stack);
         assert_int_equal(out->nargs, 0);
         assert_int_equal(out->text_len, 0);
         return;
     }
     assert_int_equal(out->heap, in->heap);
+    assert_int_equal(out->stack, 0);
     unsigned n = in->nargs > HT_EVENT_ARGS ? HT_EVENT_ARGS : in->nargs;
     assert_int_equal(out->nargs, n);
     for (unsigned i = 0; i < HT_EVENT_ARGS; i++)
@@ -251,12 +259,12 @@ static int enc_direct(ht_encoder *e, const ht_event *ev)
 {
     switch (ev->kind) {
     case HT_EV_ALLOC:
-        return ht_enc_ev_alloc(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr, ev->size);
+        return ht_enc_ev_alloc(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr, ev->size, ev->stack);
     case HT_EV_FREE:
-        return ht_enc_ev_free(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr);
+        return ht_enc_ev_free(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr, ev->stack);
     case HT_EV_REALLOC:
         return ht_enc_ev_realloc(e, ev->tid, ev->ts, ev->api, ev->source, ev->heap, ev->addr,
-                                 ev->size, ev->old_addr, ev->old_size);
+                                 ev->size, ev->old_addr, ev->old_size, ev->stack);
     default: return ht_enc_event(e, ev);
     }
 }
@@ -630,10 +638,11 @@ static void test_decoder_tags(void **state)
     (void)state;
     pbuf *p = malloc(sizeof *p);
     assert_non_null(p);
-    /* the reserved bit is invalid on any record */
+    /* the stack bit: invalid on a metadata record; on a heap event the
+     * stack id that follows must not be 0 (here every field is 0) */
     for (unsigned k = 0; k < 4; k++) {
         p->n = 0;
-        pb_byte(p, (uint8_t)(HT_TAG_RESERVED | HT_TAG_THREAD | HT_TAG_APISRC | k));
+        pb_byte(p, (uint8_t)(HT_TAG_STACK | HT_TAG_THREAD | HT_TAG_APISRC | k));
         pb_var(p, 1);
         pb_var(p, 0);
         for (int i = 0; i < 8; i++) pb_byte(p, 0);
@@ -739,7 +748,7 @@ static void test_encoder_generation_wrap(void **state)
     ht_enc_reset(e, 1);
     uint32_t first_gen = e->gen;
     for (int i = 0; i < NX; i++) /* chunk A: the X blocks */
-        assert_int_equal(ht_enc_ev_alloc(e, 1, 10, 1, 3, 1, 0x100000 + 0x1230 * (uint64_t)i, 8), 0);
+        assert_int_equal(ht_enc_ev_alloc(e, 1, 10, 1, 3, 1, 0x100000 + 0x1230 * (uint64_t)i, 8, 0), 0);
     assert_int_equal(first_gen, 1);
     e->gen = UINT32_MAX; /* as after 2^32 - 2 more resets: the next one wraps to gen 1 again */
     ht_enc_reset(e, 1);
@@ -788,10 +797,10 @@ static void test_encoder_window(void **state)
         for (uint32_t dist = HT_CODEC_HIST - 1; dist <= HT_CODEC_HIST + 1; dist++) {
             ht_enc_reset(e, 1);
             const uint64_t x = 0x1000;
-            assert_int_equal(ht_enc_ev_alloc(e, 1, 0, 1, 3, 1, x, 8), 0);
-            for (uint32_t i = 1; i < dist; i++) assert_int_equal(ht_enc_ev_alloc(e, 1, 0, 1, 3, 1, y, 8), 0);
+            assert_int_equal(ht_enc_ev_alloc(e, 1, 0, 1, 3, 1, x, 8, 0), 0);
+            for (uint32_t i = 1; i < dist; i++) assert_int_equal(ht_enc_ev_alloc(e, 1, 0, 1, 3, 1, y, 8, 0), 0);
             size_t at = e->out.len;
-            assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, x), 0); /* v = dist */
+            assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, x, 0), 0); /* v = dist */
             int is_ref = (e->out.data[at] & HT_TAG_REF1) != 0;
             if (dist >= HT_CODEC_HIST) assert_false(is_ref);
             else saw_ref |= is_ref;
@@ -820,13 +829,13 @@ static void test_encoder_window(void **state)
 static void fill_to(ht_encoder *e, size_t target)
 {
     uint64_t addr = 0x1000;
-    assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, addr), 0); /* tag tid ts api addr */
+    assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, addr, 0), 0); /* tag tid ts api addr */
     while (e->out.len < target) {
         size_t left = target - e->out.len;
         /* the address delta's varint makes the record 3..6 bytes */
         int64_t d = left >= 7 || left == 3 ? 0 : left == 4 ? 100 : left == 5 ? 10000 : 1 << 20;
         addr += (uint64_t)d;
-        assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, addr), 0);
+        assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, addr, 0), 0);
     }
     assert_int_equal(e->out.len, target);
 }
@@ -841,7 +850,7 @@ static void test_encoder_widest_record(void **state)
         ht_encoder *e = calloc(1, sizeof *e); /* fresh: its buffer starts at the same size */
         assert_non_null(e);
         ht_enc_reset(e, 1);
-        assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, 0), 0); /* allocate the buffer */
+        assert_int_equal(ht_enc_ev_free(e, 1, 0, 10, 3, 1, 0, 0), 0); /* allocate the buffer */
         size_t cap = e->out.cap;
         ht_enc_reset(e, 1);
         fill_to(e, cap - room); /* (grows the buffer when room is small) */

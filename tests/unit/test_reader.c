@@ -901,13 +901,14 @@ static void test_malformed_but_sealed_chunk(void **state)
     size_t len;
     uint8_t *file = slurp(t.path, &len);
     assert_false(t.ch[1].zstd); /* small: stored raw */
-    /* chunk 1's first record gets the reserved tag bit, invalid in v1; the
-     * chunk is resealed, so only the decoder can tell */
+    /* chunk 1's first record becomes a metadata record with a back-reference
+     * bit, which no record can have; the chunk is resealed, so only the
+     * decoder can tell */
     size_t c1 = (size_t)t.ch[1].off;
     ht_chunk_header ch;
     memcpy(&ch, file + c1, sizeof ch);
     uint8_t *pl = file + c1 + HT_CHUNK_HEADER_SIZE;
-    pl[0] = (uint8_t)(pl[0] | HT_TAG_RESERVED);
+    pl[0] = (uint8_t)((pl[0] & ~HT_TAG_KIND) | HT_TAG_REF1);
     uLong crc = crc32(0, (const Bytef *)&ch, offsetof(ht_chunk_header, crc));
     ch.crc = (uint32_t)crc32(crc, pl, ch.stored_size);
     memcpy(file + c1, &ch, sizeof ch);
