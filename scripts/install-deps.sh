@@ -13,7 +13,7 @@ PKGS=(
   # independent tracer for cross-checks and peer benchmarks
   lttng-tools liblttng-ust-dev babeltrace2 heaptrack hyperfine
   # stacks and symbols (later issues)
-  libunwind-dev libdw-dev
+  libunwind-dev libdw-dev binutils
 )
 
 missing=()

@@ -93,7 +93,7 @@ def body(x):
                 if not ok or "events" not in s:
                     fails.append("cycle %d: attach stderr lacks the attached line or statistics: %r" %
                                  (i, r.err[-400:]))
-                if not tl.complete or rcs != 0:
+                if not tl.finished or rcs != 0:
                     fails.append("cycle %d: trace not complete: dump %s; summary rc %s" % (i, tl.describe(), rcs))
                 if tl.heap() == 0 or set(tl.heap_by_pid) != {pid}:
                     fails.append("cycle %d: heap events by pid %r, want some, all of pid %d" %
@@ -175,7 +175,7 @@ def body(x):
         c.eq(r.rc, 0, "detach of the first session (%s)" % r.short())
     c.eq(x.wait_proc(p, 30), 0, "exit status of the first attach")
     tl = tally(x.htcli, trace)
-    c.check(tl.complete and tl.heap() > 0, "the first session's trace is complete, with events: %s" % tl.describe())
+    c.check(tl.finished and tl.heap() > 0, "the first session's trace is complete, with events: %s" % tl.describe())
 
     # resources: no growth
     x.wait_state(pid, "idle", 10)

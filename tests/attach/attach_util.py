@@ -349,6 +349,12 @@ class Tally:
         """dump exit 0 and nothing on stderr (no "problems" line)."""
         return self.rc == 0 and not self.stderr.strip()
 
+    @property
+    def finished(self):
+        """complete, and the collector closed the session (session_end row):
+        what a heaptrace that ended normally writes."""
+        return self.complete and "session_end" in self.events
+
     def heap(self):
         return sum(self.heap_by_pid.values())
 

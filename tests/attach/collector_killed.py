@@ -79,7 +79,7 @@ def body(x):
                 "%s: state idle %s after the SIGKILL (want <= %.1f s)" %
                 (label, "never (10 s)" if el is None else "%.3f s" % el, IDLE_WITHIN))
         v = wait_progress(x, progress, before + 2, 10)
-        c.check(v is not None, "%s: the target goes on (phase %d at the kill, %s 10 s later)" %
+        c.check(v is not None, "%s: the target goes on (phase %d at the kill, then %s; 10 s allowed)" %
                 (label, before, v if v is not None else read_progress(x, progress)))
         c.check(t.poll() is None, "%s: the target is alive" % label)
         tl = tally(x.htcli, trace, timeout=60)
@@ -90,7 +90,7 @@ def body(x):
     r = x.ht("attach", pid, "-d", "0.3", "-m", "block", "-b", "4K", "-n", "4", "-o", trace, timeout=60)
     c.eq(r.rc, 0, "attach after the kills: exit status (%s)" % r.short())
     tl = tally(x.htcli, trace)
-    c.check(tl.complete, "the new trace is complete: %s" % tl.describe())
+    c.check(tl.finished, "the new trace is complete: %s" % tl.describe())
     c.check(tl.heap_by_pid.get(pid, 0) > 0 and set(tl.heap_by_pid) == {pid},
             "the new trace has the target's heap events: %r" % tl.heap_by_pid)
     c.eq(tl.lost, 0, "events lost in the block-mode trace after the kills")

@@ -67,7 +67,7 @@ def body(x):
                 fails.append("cycle %d: attach exit %s, stderr %r" % (i, rc, x.read(p.err_path)[-300:]))
         if i % 25 == 24 and os.path.exists(trace):
             tl = tally(x.htcli, trace)
-            if not tl.complete or set(tl.heap_by_pid) - {pid}:
+            if not tl.finished or set(tl.heap_by_pid) - {pid}:
                 fails.append("cycle %d: trace %s (heap events by pid %r)" % (i, tl.describe(), tl.heap_by_pid))
         if os.path.exists(trace):
             os.unlink(trace)
@@ -95,7 +95,7 @@ def body(x):
         r = x.ht("attach", kp, "-d", "0.2", "-q", "-o", trace, timeout=60)
         c.eq(r.rc, 0, "%s: attach exit status (%s)" % (label, r.short()))
         tl = tally(x.htcli, trace)
-        c.check(tl.complete and tl.heap_by_pid.get(kp, 0) > 0 and set(tl.heap_by_pid) == {kp},
+        c.check(tl.finished and tl.heap_by_pid.get(kp, 0) > 0 and set(tl.heap_by_pid) == {kp},
                 "%s: its trace is complete with heap events of pid %d only: %r, %s" %
                 (label, kp, tl.heap_by_pid, tl.describe()))
 
@@ -104,9 +104,13 @@ def body(x):
     out = x.read(t.out_path)
     c.eq(rc, 0, "exit status of the fork-storm target (every child exited 0; stderr %r)" %
          x.read(t.err_path)[-400:])
-    w = out.split()
-    c.check(len(w) >= 6 and w[0] == "forks" and int(w[1]) > 50 and int(w[5]) > 100,
+    fl = [l.split() for l in out.splitlines() if l.startswith("forks ")]
+    w = fl[0] if fl else []
+    c.check(len(w) >= 6 and int(w[1]) > 50 and int(w[5]) > 100,
             "the target forked (> 50) and its timer handler ran (> 100): %r" % out.strip()[-200:])
+    pl = [l for l in out.splitlines() if l.startswith("phases ")]
+    c.check(len(pl) == 1 and pl[0].endswith(" bad 0"),
+            "the exec'd `work` child ended its work with no bad block: %r" % pl)
 
 
 if __name__ == "__main__":

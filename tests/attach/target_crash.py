@@ -42,7 +42,7 @@ def wait_ready(x, path, p, timeout=30):
 def check_trace(x, label, trace, pid):
     c = x.c
     tl = tally(x.htcli, trace, marker_sizes=[MARKER_CRASH])
-    c.check(tl.complete, "%s: the trace is complete (dump exit 0, no problems): %s" % (label, tl.describe()))
+    c.check(tl.finished, "%s: the trace is complete (dump exit 0, no problems, session_end): %s" % (label, tl.describe()))
     if pid is None:  # the one process of the trace
         pids = list(tl.processes)
         pid = pids[0] if len(pids) == 1 else None
