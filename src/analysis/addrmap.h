@@ -16,6 +16,7 @@ typedef struct ht_block {
     uint64_t ts;
     uint8_t api;
     uint8_t used;
+    uint32_t stack; /* call stack id of the allocation, 0 if none */
 } ht_block;
 
 typedef struct ht_addrmap {

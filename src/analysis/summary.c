@@ -2,7 +2,10 @@
 #include "summary.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "stacktab.h"
 
 void ht_summary_init(ht_summary *s)
 {
@@ -10,7 +13,39 @@ void ht_summary_init(ht_summary *s)
     ht_addrmap_init(&s->live);
 }
 
-void ht_summary_free(ht_summary *s) { ht_addrmap_free(&s->live); }
+void ht_summary_free(ht_summary *s)
+{
+    ht_addrmap_free(&s->live);
+    free(s->sites);
+}
+
+/* The accumulator of (pid, stack), made if missing; NULL without a stack. */
+static ht_site_acc *site(ht_summary *s, uint32_t pid, uint32_t stack)
+{
+    if (!stack) return NULL;
+    if ((s->nsites + 1) * 2 > s->capsites) {
+        size_t cap = s->capsites ? s->capsites * 2 : 256;
+        ht_site_acc *n = calloc(cap, sizeof *n);
+        if (!n) return NULL;
+        for (size_t i = 0; i < s->capsites; i++) {
+            if (!s->sites[i].key) continue;
+            size_t j = (s->sites[i].key * 0x9e3779b97f4a7c15ull) >> 20 & (cap - 1);
+            while (n[j].key) j = (j + 1) & (cap - 1);
+            n[j] = s->sites[i];
+        }
+        free(s->sites);
+        s->sites = n;
+        s->capsites = cap;
+    }
+    uint64_t key = (uint64_t)pid << 32 | stack;
+    size_t j = (key * 0x9e3779b97f4a7c15ull) >> 20 & (s->capsites - 1);
+    while (s->sites[j].key && s->sites[j].key != key) j = (j + 1) & (s->capsites - 1);
+    if (!s->sites[j].key) {
+        s->sites[j].key = key;
+        s->nsites++;
+    }
+    return &s->sites[j];
+}
 
 static void add_live(ht_summary *s, const ht_event *ev, uint64_t addr, uint64_t size)
 {
@@ -18,9 +53,16 @@ static void add_live(ht_summary *s, const ht_event *ev, uint64_t addr, uint64_t 
     ht_block *b = ht_addrmap_put(&s->live, ev->pid, (uint32_t)ev->heap, addr, &existed);
     if (!b) return;
     if (existed) s->live_bytes -= b->size; /* allocated twice without a free: keep the newer */
+    if (existed && b->stack) {
+        ht_site_acc *o = site(s, ev->pid, b->stack);
+        if (o) o->live_blocks--, o->live_bytes -= b->size;
+    }
     b->size = size;
     b->ts = ev->ts;
     b->api = ev->api;
+    b->stack = ev->stack;
+    ht_site_acc *a = site(s, ev->pid, ev->stack);
+    if (a) a->allocs++, a->bytes += size, a->live_blocks++, a->live_bytes += size;
     s->live_bytes += size;
     if (s->live_bytes > s->peak_bytes) {
         s->peak_bytes = s->live_bytes;
@@ -35,6 +77,8 @@ static int remove_live(ht_summary *s, const ht_event *ev, uint64_t addr, uint64_
     if (!b) return 0;
     ht_block old = ht_addrmap_del(&s->live, b);
     s->live_bytes -= old.size;
+    ht_site_acc *a = site(s, old.pid, old.stack);
+    if (a) a->live_blocks--, a->live_bytes -= old.size;
     if (size) *size = old.size;
     return 1;
 }
@@ -141,4 +185,73 @@ void ht_summary_print(const ht_summary *s, FILE *out)
         else
             fprintf(out, "  process ended    exit status %d\n", s->exit_code);
     }
+}
+
+/* ---- allocation sites ---- */
+
+typedef struct named { char *name; uint64_t allocs, bytes, live_blocks, live_bytes; } named;
+
+static int by_name(const void *a, const void *b) { return strcmp(((const named *)a)->name, ((const named *)b)->name); }
+static int by_bytes(const void *a, const void *b)
+{
+    const named *x = a, *y = b;
+    return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
+}
+static int by_live(const void *a, const void *b)
+{
+    const named *x = a, *y = b;
+    return x->live_bytes < y->live_bytes ? 1 : x->live_bytes > y->live_bytes ? -1 : 0;
+}
+
+void ht_summary_print_sites(const ht_summary *s, struct ht_stacktab *stk, FILE *out, int top)
+{
+    if (!s->nsites || !stk) return;
+    named *v = calloc(s->nsites, sizeof *v);
+    if (!v) return;
+    size_t n = 0;
+    char buf[1024];
+    for (size_t i = 0; i < s->capsites; i++) {
+        const ht_site_acc *a = &s->sites[i];
+        if (!a->key) continue;
+        if (!ht_stk_site(stk, (uint32_t)(a->key >> 32), (uint32_t)a->key, buf, sizeof buf))
+            snprintf(buf, sizeof buf, "(stack %u of process %u: unknown)", (uint32_t)a->key, (uint32_t)(a->key >> 32));
+        size_t l = strlen(buf) + 1;
+        v[n].name = malloc(l);
+        if (!v[n].name) break;
+        memcpy(v[n].name, buf, l);
+        v[n].allocs = a->allocs;
+        v[n].bytes = a->bytes;
+        v[n].live_blocks = a->live_blocks;
+        v[n].live_bytes = a->live_bytes;
+        n++;
+    }
+    /* stacks that differ further up share a site: add them up */
+    qsort(v, n, sizeof *v, by_name);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m && !strcmp(v[m - 1].name, v[i].name)) {
+            v[m - 1].allocs += v[i].allocs;
+            v[m - 1].bytes += v[i].bytes;
+            v[m - 1].live_blocks += v[i].live_blocks;
+            v[m - 1].live_bytes += v[i].live_bytes;
+            free(v[i].name);
+        } else {
+            v[m++] = v[i];
+        }
+    }
+    char a1[32], a2[32];
+    qsort(v, m, sizeof *v, by_bytes);
+    fprintf(out, "top allocation sites (bytes allocated):\n");
+    for (size_t i = 0; i < m && (int)i < top; i++)
+        fprintf(out, "  %10s in %9" PRIu64 " allocations  %s\n", ht_fmt_bytes(v[i].bytes, a1, sizeof a1), v[i].allocs,
+                v[i].name);
+    qsort(v, m, sizeof *v, by_live);
+    if (m && v[0].live_bytes) {
+        fprintf(out, "blocks live at the end, by site (leaks):\n");
+        for (size_t i = 0; i < m && (int)i < top && v[i].live_bytes; i++)
+            fprintf(out, "  %10s in %9" PRIu64 " blocks  %s\n", ht_fmt_bytes(v[i].live_bytes, a2, sizeof a2),
+                    v[i].live_blocks, v[i].name);
+    }
+    for (size_t i = 0; i < m; i++) free(v[i].name);
+    free(v);
 }

@@ -24,7 +24,21 @@ typedef struct ht_summary {
     int have_end, exit_code, exit_signal;
     int exit_unknown; /* ended without an exit report (attach) */
     ht_addrmap live;
+    /* per (process, call stack): allocations, bytes, live blocks/bytes */
+    struct ht_site_acc *sites;
+    size_t nsites, capsites;
 } ht_summary;
+
+typedef struct ht_site_acc {
+    uint64_t key; /* pid << 32 | stack id; 0: empty slot */
+    uint64_t allocs, bytes, live_blocks, live_bytes;
+} ht_site_acc;
+
+struct ht_stacktab;
+/* With call stacks: the top allocation sites (bytes allocated) and the
+ * sites of the blocks live at the end, named by their first frame that is
+ * not allocator plumbing.  Prints nothing without stacks. */
+void ht_summary_print_sites(const ht_summary *s, struct ht_stacktab *stk, FILE *out, int top);
 
 void ht_summary_init(ht_summary *s);
 void ht_summary_event(ht_summary *s, const ht_event *ev);
