@@ -435,12 +435,17 @@ CONFIGS = {
     "base": ("baseline", "nothing loaded"),
     "ht-idle": ("heaptrace idle", "libheaptrace.so preloaded, no session"),
     "ht-rec": ("heaptrace record", "`heaptrace record -q -m block` (no stacks)"),
+    "ht-fp": ("heaptrace fp stacks", "`heaptrace record -q -m block --stacks fp --depth 16`"),
+    "ht-dwarf": ("heaptrace dwarf stacks", "`heaptrace record -q -m block --stacks dwarf` (depth 64)"),
     "heaptrack": ("heaptrack", "`heaptrack -o FILE` (zstd output)"),
     "lttng-idle": ("LTTng idle", "liblttng-ust-libc-wrapper preloaded, no session"),
     "lttng-disc": ("LTTng discard", "libc wrapper, channel in discard mode (defaults: 4 x 512 KiB)"),
     "lttng-block": ("LTTng blocking", "libc wrapper, channel --blocking-timeout=inf"),
 }
-FULL_CONFIGS = ["base", "ht-idle", "ht-rec", "heaptrack", "lttng-idle", "lttng-disc", "lttng-block"]
+FULL_CONFIGS = ["base", "ht-idle", "ht-rec", "ht-fp", "ht-dwarf", "heaptrack", "lttng-idle", "lttng-disc",
+                "lttng-block"]
+# heaptrace recording configurations and their extra options
+HT_REC = {"ht-rec": [], "ht-fp": ["--stacks", "fp", "--depth", "16"], "ht-dwarf": ["--stacks", "dwarf"]}
 SMOKE_CONFIGS = ["base", "ht-idle", "ht-rec"]
 
 
@@ -499,9 +504,9 @@ class Runner:
         trace, lt_dir, lt_setup = None, None, False
         if cfg == "ht-idle":
             env["LD_PRELOAD"] = self.rt
-        elif cfg == "ht-rec":
+        elif cfg in HT_REC:
             trace = os.path.join(self.trace_dir, tag + ".htrace")
-            argv = [self.ht, "record", "-q", "-m", "block", "-o", trace, "--"] + argv
+            argv = [self.ht, "record", "-q", "-m", "block", "-o", trace] + HT_REC[cfg] + ["--"] + argv
         elif cfg == "heaptrack":
             trace = os.path.join(self.trace_dir, tag)  # heaptrack appends .zst (or .gz)
             argv = [shutil.which("heaptrack"), "-o", trace] + argv
@@ -548,7 +553,7 @@ class Runner:
             res["prog_cpu"], res["prog_rss_kb"], res["prog_s"] = p["cpu_s"], p["rss_kb"], p["etime_s"]
         elif self.ts.sock:
             res["problems"].append("no taskstats record of the program (%s) under pid %d" % (w.comms, pid))
-        if cfg == "ht-rec" and pid in procs:
+        if cfg in HT_REC and pid in procs:
             res["coll_cpu"], res["coll_rss_kb"] = procs[pid]["cpu_s"], procs[pid]["rss_kb"]
         elif cfg == "heaptrack":
             helpers = [p for p in procs.values() if p["comm"] in ("heaptrack_inter", "zstd", "gzip")]
@@ -573,7 +578,7 @@ class Runner:
             res["stderr_tail"] = f.read()[-400:].decode(errors="replace")
         if rc != 0:
             res["problems"].append("exit status %d; stderr: %s" % (rc, res["stderr_tail"]))
-        if cfg == "ht-rec":
+        if cfg in HT_REC:
             res["trace_bytes"] = os.path.getsize(trace) if os.path.exists(trace) else None
             res["summary"] = ht_summary(self.ht, trace)
             if res["summary"] is None:
@@ -800,6 +805,33 @@ def report(a, info, workloads, configs, results, counts, started, load0, problem
                 "-" if coll_cpu is None else fmt_time(coll_cpu),
                 fmt_mib(med([r.get("prog_rss_kb") for r in rs])), fmt_mib(med([r.get("coll_rss_kb") for r in rs])),
                 fmt_bytes(tb), "%.2f" % (tb / n_ev) if tb is not None and n_ev else "-", lost, spread))
+    if any(c in configs for c in ("ht-fp", "ht-dwarf")):
+        # issue #5's targets: stacks' cost above recording without them
+        L.append("")
+        L.append("## Call stacks")
+        L.append("")
+        L.append("ns per heap event above `heaptrace record` without stacks (walls, medians), trace "
+                 "bytes per event; heaptrack (which always unwinds, with libunwind) for comparison.")
+        L.append("")
+        L.append("| workload | fp depth 16 +ns/ev | dwarf +ns/ev | heaptrack +ns/ev over baseline | "
+                 "B/ev none | B/ev fp | B/ev dwarf | B/ev heaptrack |")
+        L.append("|---|--:|--:|--:|--:|--:|--:|--:|")
+        for w in workloads:
+            n_ev = counts.get(w.key)
+            if not n_ev:
+                continue
+            def wall_of(c):
+                return med([r.get("wall") for r in results if r["workload"] == w.key and r["config"] == c])
+            def bpe(c):
+                tb = med([r.get("trace_bytes") for r in results if r["workload"] == w.key and r["config"] == c])
+                return "%.2f" % (tb / n_ev) if tb is not None else "-"
+            rec, base = wall_of("ht-rec"), wall_of("base")
+            def above(c, ref):
+                v = wall_of(c)
+                return "%.0f" % ((v - ref) * 1e9 / n_ev) if v is not None and ref is not None else "-"
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                w.key, above("ht-fp", rec), above("ht-dwarf", rec), above("heaptrack", base),
+                bpe("ht-rec"), bpe("ht-fp"), bpe("ht-dwarf"), bpe("heaptrack")))
     L.append("")
     L.append("## Checks")
     L.append("")
@@ -930,7 +962,7 @@ def main():
                         same = base_out in out if c == "heaptrack" else out == base_out
                         if not same:
                             r["problems"].append("stdout differs from the baseline's")
-                    if c == "ht-rec" and r.get("summary"):
+                    if c in HT_REC and r.get("summary"):
                         s = r["summary"]
                         n = s["allocations"] + s["frees"] + s["reallocs"]
                         r["events"] = n

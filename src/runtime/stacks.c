@@ -73,7 +73,16 @@ void ht__stacks_setup(uint32_t mode)
     if (mode == HT_STACKS_DWARF && !unw_bt) {
         ht__tls.nest++;
         void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-        if (h) unw_bt = (int (*)(void **, int))dlsym(h, "unw_backtrace");
+        if (h) {
+            /* per-thread caches of unwind info, as heaptrack sets them: the
+             * default global cache takes a lock on every step */
+            void **as = (void **)dlsym(h, "_ULx86_64_local_addr_space");
+            int (*policy)(void *, int) = (int (*)(void *, int))dlsym(h, "_ULx86_64_set_caching_policy");
+            int (*csize)(void *, size_t, int) = (int (*)(void *, size_t, int))dlsym(h, "_ULx86_64_set_cache_size");
+            if (as && policy) policy(*as, 2 /* UNW_CACHE_PER_THREAD */);
+            if (as && csize) csize(*as, 1024, 0);
+            unw_bt = (int (*)(void **, int))dlsym(h, "unw_backtrace");
+        }
         ht__tls.nest--;
         if (!unw_bt) ht_log("cannot load libunwind.so.8: dwarf stacks fall back to frame pointers");
     }
@@ -101,9 +110,12 @@ static HT_NOINLINE int walk_fp(ht_tls *t, uint64_t *out, int max)
 {
     if (!t->stk_hi) stack_bounds(t);
     uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    /* callers' frames lie above our own: below it the stack may not even be
+     * mapped (the main thread's grows on demand) */
+    uintptr_t lo = fp > t->stk_lo ? fp : t->stk_lo;
     int n = 0;
     for (int guard = 0; n < max && guard < max + 64; guard++) {
-        if (fp < t->stk_lo || fp + 16 > t->stk_hi || (fp & 7)) break;
+        if (fp < lo || fp + 16 > t->stk_hi || (fp & 7)) break;
         uintptr_t next = ((const uintptr_t *)fp)[0], ret = ((const uintptr_t *)fp)[1];
         if (!ret) break;
         if (n || ret < self_lo || ret >= self_hi) out[n++] = ret;

@@ -23,7 +23,7 @@ import sys
 HEAP_EVENTS = ("alloc", "free", "realloc")
 TALLY_AWK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tally.awk")
 CSV_COLUMNS = ["event", "ts_ns", "pid", "tid", "heap", "api", "address", "size", "new_address",
-               "new_size", "old_address", "old_size", "source", "detail"]
+               "new_size", "old_address", "old_size", "source", "detail", "stack"]
 
 
 class Checker:

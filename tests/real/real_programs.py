@@ -22,7 +22,7 @@ ones), lose nothing, replay cleanly (every free/realloc of an address the
 session saw allocated, no address allocated twice while live), agree with
 `heaptrace summary`, and hold a sane number of heap events.  The sqlite and
 python recordings are repeated with tiny buffers (--buffer-size 4K
---buffers 2) in block mode: the writers then wait for the collector all the
+--buffers 2) in block mode, and python's with --stacks fp and dwarf: the writers then wait for the collector all the
 time, and the per-API counts must be exactly those of the first recording
 (both programs are deterministic).  How the process ended (the trace's
 process_end record, summary's "process ended") is asserted by the
@@ -108,6 +108,16 @@ def case_python(c, ht, tmp):
     compare_runs(c, "python3 (4K x 2 buffers)", plain, record(ht, trace2, cmd, opts=TINY, env=env, cwd=tmp))
     d2 = check_trace(c, ht, trace2, "python3 (4K x 2 buffers)", min_heap_events=10000)
     c.eq(d2.by_api, d.by_api, "python3: per-API counts with 4K x 2 buffers == with the default buffers")
+
+    # call stacks through code built without frame pointers (Debian's
+    # python3): fp walks end early but never fault (the main thread's stack
+    # below the current frame is not even mapped), dwarf unwinds through it
+    for mode in ("fp", "dwarf"):
+        trace3 = os.path.join(tmp, "python-%s.htrace" % mode)
+        compare_runs(c, "python3 (--stacks %s)" % mode, plain,
+                     record(ht, trace3, cmd, opts=["--stacks", mode], env=env, cwd=tmp))
+        d3 = check_trace(c, ht, trace3, "python3 (--stacks %s)" % mode, min_heap_events=10000)
+        c.eq(d3.by_api, d.by_api, "python3: per-API counts with --stacks %s == without stacks" % mode)
 
 
 # The git steps, each run as its own process (a `heaptrace record` session

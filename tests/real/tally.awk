@@ -3,8 +3,9 @@
 #
 # Columns: 1 event, 2 ts_ns, 3 pid, 4 tid, 5 heap, 6 api, 7 address, 8 size,
 # 9 new_address, 10 new_size, 11 old_address, 12 old_size, 13 source,
-# 14 detail.  Only the detail column is ever quoted, and it is last: fields
-# past 13 are glued back together.
+# 14 detail, 15 stack.  Only detail and stack are ever quoted; metadata
+# rows have no stack, so fields past 13 are glued back together and the
+# empty stack field's comma dropped.
 #
 # Replays the allocations per (pid, heap) on its own, independently of
 # `heaptrace summary`: a free or realloc of an address that is not live is
@@ -64,6 +65,7 @@ NR == 1 { print "header " $0; next }
     }
     d = $14
     for (i = 15; i <= NF; i++) d = d "," $i
+    sub(/,$/, "", d)
     gsub(/^"|"$/, "", d)
     if (ev == "lost") lostn[$3 " " $4] += d
     else if (ev == "process") print "process " $3 " " d
