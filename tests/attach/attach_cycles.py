@@ -5,9 +5,10 @@ A 4-thread target (`target work 0`: malloc/calloc/realloc/free of checked,
 deterministic content, until SIGUSR1) runs with the runtime preloaded while
 heaptrace attaches to it and detaches again >= 1000 times (HT_ATTACH_CYCLES
 overrides), in a mix of ways:
-  - `attach --duration 0.005 -q` (6 of 10 cycles)
-  - `attach` in the background, then `heaptrace detach PID` (2 of 10)
-  - `attach` in the background, then SIGINT / SIGTERM to it (1 of 10 each)
+  - `attach --duration 0.005 -q` (15 of 20 cycles)
+  - `attach` in the background, then `heaptrace detach PID` (3 of 20; one
+    in 20 of those with -q, waiting for `status` to say tracing)
+  - `attach` in the background, then SIGINT / SIGTERM to it (1 of 20 each)
   - every 100th cycle: `attach --duration 0.05` with statistics, its trace
     checked: complete (dump exit 0, no problems), events of the target's
     pid only, summary readable.
@@ -31,6 +32,8 @@ from attach_util import Ctx, settled_stats, tally, read_summary, parse_stats, fi
 
 CYCLES = int(os.environ.get("HT_ATTACH_CYCLES", "1000"))
 WARMUP = 20
+PAUSE_US = 2000
+KINDS = ("quick",) * 15 + ("detach", "detach", "detach", "sigint", "sigterm")
 
 
 def body(x):
@@ -42,7 +45,9 @@ def body(x):
             "plain `target work 70` (%r) == `target expect 70` (%r)" % (a.out.strip(), b.out.strip()))
 
     progress = os.path.join(x.tmp, "progress")
-    t = x.start_target(["work", "0", progress])
+    # 2 ms pause per phase: the 4 threads keep allocating all the time but
+    # leave one of CI's 2 CPUs to heaptrace (1000 cycles must fit in a minute)
+    t = x.start_target(["work", "0", progress, PAUSE_US])
     pid = t.pid
     if not c.check(x.wait_endpoint(pid), "the preloaded target (pid %d) opens its control endpoint %s" %
                    (pid, x.sock_path(pid))):
@@ -67,15 +72,16 @@ def body(x):
     fails = []
     checked = 0
     kinds = {}
+    ktime = {}
     t_start = time.monotonic()
     for i in range(CYCLES):
         if t.poll() is not None:
             fails.append("cycle %d: the target ended (status %s): %r" % (i, t.returncode, x.read(t.err_path)[-300:]))
             break
         trace = os.path.join(x.tmp, "c%d.htrace" % i)
-        kind = "check" if i % 100 == 99 else ("quick", "quick", "quick", "quick", "quick", "quick",
-                                              "detach", "detach", "sigint", "sigterm")[i % 10]
+        kind = "check" if i % 100 == 99 else KINDS[i % len(KINDS)]
         kinds[kind] = kinds.get(kind, 0) + 1
+        tk = time.monotonic()
         if kind == "quick":
             r = x.ht("attach", pid, "-d", "0.005", "-q", "-o", trace, timeout=30)
             if r.rc != 0:
@@ -107,8 +113,8 @@ def body(x):
                     print("  info  cycle %d: %d heap events in 50 ms, summary: %s" %
                           (i, tl.heap(), " / ".join(l.strip() for l in text.splitlines()[:3])), flush=True)
         else:
-            p = x.attach_bg(pid, trace, [] if kind != "detach" or i % 20 else ["-q"])
-            quiet = kind == "detach" and i % 20 == 0
+            quiet = kind == "detach" and i % 100 == 15
+            p = x.attach_bg(pid, trace, ["-q"] if quiet else [])
             if quiet:
                 # -q: no "attached" line; poll status for tracing
                 if x.wait_state(pid, "tracing", 10) is None:
@@ -116,7 +122,7 @@ def body(x):
             elif not x.wait_attached(p, pid):
                 fails.append("cycle %d: background attach never said 'attached to %d': %r" %
                              (i, pid, x.read(p.err_path)[-300:]))
-            if i % 50 == 6:
+            if i % 100 in (16, 38):  # a detach and a sigint cycle
                 rc, st, err = x.status(pid)
                 good = (rc == 0 and st.get("state") == "tracing" and st.get("collector") == str(p.pid)
                         and os.path.abspath(st.get("trace", "")) == os.path.abspath(trace)
@@ -140,6 +146,7 @@ def body(x):
             if rc != 0:
                 fails.append("cycle %d: background attach ended by %s: exit %s, stderr %r" %
                              (i, kind, rc, x.read(p.err_path)[-300:]))
+        ktime[kind] = ktime.get(kind, 0.0) + time.monotonic() - tk
         if os.path.exists(trace):
             os.unlink(trace)
         elif kind in ("quick", "check"):
@@ -151,8 +158,9 @@ def body(x):
         if len(fails) > 20:
             break
     secs = time.monotonic() - t_start
-    print("  info  %d cycles in %.1f s (%s), %d traces checked" % (i + 1, secs, sorted(kinds.items()), checked),
-          flush=True)
+    print("  info  %d cycles in %.1f s (%s), %d traces checked" %
+          (i + 1, secs, ", ".join("%s %d x %.0f ms" % (k, n, 1000 * ktime.get(k, 0) / n)
+                                  for k, n in sorted(kinds.items())), checked), flush=True)
     for f in fails[:10]:
         print("  ..    " + f)
     c.eq(len(fails), 0, "failed cycles (attach/detach exit status, status/ps, traces) in %d cycles" % (i + 1))

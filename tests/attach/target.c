@@ -1,14 +1,15 @@
 /*
  * target.c - programs that the attach tests run, trace and attach to.
  *
- *   work PHASES [PROGRESS]
+ *   work PHASES [PROGRESS|- [PAUSE_US]]
  *       4 threads do PHASES phases of malloc/calloc/realloc/free work of
  *       deterministic content (PHASES 0: until SIGUSR1), checking every
  *       block's content, and print "phases N checksum X bad B".  The
  *       checksum depends only on N: a traced run must print what an
  *       untraced run of N phases prints.  After each phase the number of
  *       phases done is written to PROGRESS (if given).  Phase p repeats the
- *       work of phase p % 64.
+ *       work of phase p % 64.  PAUSE_US: each thread sleeps that long after
+ *       each phase (busy, but leaving the CPUs some room for heaptrace).
  *   expect PHASES
  *       prints what "work PHASES" prints, computed from 64 phases of work
  *       (quick: the attach tests run the target for thousands of phases).
@@ -226,6 +227,7 @@ static atomic_int work_go = 1;
 static unsigned long phases_done;
 static atomic_ullong work_sum;
 static int progress_fd = -1;
+static long work_pause_us; /* each thread's pause after each phase */
 
 static void *work_thread(void *arg)
 {
@@ -233,6 +235,7 @@ static void *work_thread(void *arg)
     uint64_t sum = 0;
     for (unsigned long p = 0;; p++) {
         sum += phase_mix(phase_work(t, p % DISTINCT_PHASES), t, p);
+        if (work_pause_us) sleep_us(work_pause_us);
         pthread_barrier_wait(&work_bar);
         if (t == 0) {
             phases_done = p + 1;
@@ -250,9 +253,10 @@ static void *work_thread(void *arg)
     return NULL;
 }
 
-static int mode_work(unsigned long phases, const char *progress)
+static int mode_work(unsigned long phases, const char *progress, long pause_us)
 {
     work_limit = phases;
+    work_pause_us = pause_us;
     set_handler(SIGUSR1, on_usr1, SA_RESTART);
     if (progress) {
         progress_fd = open(progress, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -673,7 +677,8 @@ int main(int argc, char **argv)
     ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (l > 0) { exe[l] = 0; self_path = exe; }
     if (argc >= 3 && !strcmp(argv[1], "work"))
-        return mode_work(strtoul(argv[2], NULL, 10), argc > 3 ? argv[3] : NULL);
+        return mode_work(strtoul(argv[2], NULL, 10), argc > 3 && strcmp(argv[3], "-") ? argv[3] : NULL,
+                         argc > 4 ? atol(argv[4]) : 0);
     if (argc >= 3 && !strcmp(argv[1], "expect")) return mode_expect(strtoul(argv[2], NULL, 10));
     if (argc >= 5 && !strcmp(argv[1], "crash"))
         return mode_crash(argv[2], atoi(argv[3]), atoi(argv[4]), argc > 5 ? argv[5] : NULL);
