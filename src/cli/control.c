@@ -140,8 +140,8 @@ static int endpoint_or_err(const char *verb, pid_t pid, char *path, size_t len)
     int rc = find_endpoint(pid, path, len);
     if (rc == -ESRCH) ht_err("%s %d: no such process", verb, (int)pid);
     else if (rc < 0)
-        ht_err("%s %d: no heaptrace runtime in that process (start it with LD_PRELOAD=libheaptrace.so "
-               "to make it attachable)", verb, (int)pid);
+        ht_err("%s %d: no control endpoint for that process: start it with LD_PRELOAD=libheaptrace.so "
+               "(not setuid, HEAPTRACE_CONTROL not 0, its control directory private to its user)", verb, (int)pid);
     return rc;
 }
 
