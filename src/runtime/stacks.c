@@ -9,7 +9,8 @@
  *          when the first such session starts: idle processes never load
  *          it), correct through code without frame pointers.
  *
- * The runtime's own frames at the top are skipped.  A stack is identified by
+ * The runtime's own frames are skipped, and a stack ends at the first
+ * address that lies in no loaded object (checked once per distinct walk).  A stack is identified by
  * a 64-bit hash of its frames; a thread writes the frames (a STACK record)
  * the first time it uses a hash in this session (a per-thread direct-mapped
  * cache of 1024 hashes, so no lock and no sharing), then only the hash,
@@ -31,6 +32,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -115,10 +117,10 @@ static HT_NOINLINE int walk_fp(ht_tls *t, uint64_t *out, int max)
     uintptr_t lo = fp > t->stk_lo ? fp : t->stk_lo;
     int n = 0;
     for (int guard = 0; n < max && guard < max + 64; guard++) {
-        if (fp < lo || fp + 16 > t->stk_hi || (fp & 7)) break;
+        if (fp < lo || t->stk_hi < 16 || fp > t->stk_hi - 16 || (fp & 7)) break;
         uintptr_t next = ((const uintptr_t *)fp)[0], ret = ((const uintptr_t *)fp)[1];
         if (!ret) break;
-        if (n || ret < self_lo || ret >= self_hi) out[n++] = ret;
+        if (ret < self_lo || ret >= self_hi) out[n++] = ret; /* our own frames: not the program's */
         if (next <= fp) break;
         fp = next;
     }
@@ -132,9 +134,9 @@ static HT_NOINLINE int walk_dwarf(ht_tls *t, uint64_t *out, int max)
     t->nest++; /* libunwind may allocate: not the program's event */
     int got = unw_bt(buf, want);
     t->nest--;
-    int n = 0, i = 0;
-    while (i < got && (uintptr_t)buf[i] >= self_lo && (uintptr_t)buf[i] < self_hi) i++;
-    for (; i < got && n < max; i++) out[n++] = (uint64_t)(uintptr_t)buf[i];
+    int n = 0;
+    for (int i = 0; i < got && n < max; i++)
+        if ((uintptr_t)buf[i] < self_lo || (uintptr_t)buf[i] >= self_hi) out[n++] = (uint64_t)(uintptr_t)buf[i];
     return n;
 }
 
@@ -234,9 +236,31 @@ static int rundown_cb(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-static void describe_modules(ht_tls *t, uint32_t gen)
+static unsigned long long seen_adds, seen_subs; /* loader counters at the last rundown */
+
+static int counters_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
-    while (atomic_flag_test_and_set_explicit(&mods_lock, memory_order_acquire)) sched_yield();
+    unsigned long long *c = arg;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+        c[0] = info->dlpi_adds;
+        c[1] = info->dlpi_subs;
+    }
+    return 1; /* the first object is enough */
+}
+
+/* Whether objects were loaded or unloaded since the last rundown. */
+static int modules_changed(ht_tls *t)
+{
+    unsigned long long c[2] = {~0ull, ~0ull};
+    t->nest++;
+    dl_iterate_phdr(counters_cb, c);
+    t->nest--;
+    return c[0] != seen_adds || c[1] != seen_subs;
+}
+
+/* Rundown of the objects not yet described in this session (lock held). */
+static void describe_modules_locked(ht_tls *t, uint32_t gen)
+{
     if (mods_gen != gen) { /* a new session: its trace needs them all again */
         __atomic_store_n(&nmods, 0, __ATOMIC_RELEASE);
         mods_gen = gen;
@@ -244,10 +268,24 @@ static void describe_modules(ht_tls *t, uint32_t gen)
     rundown rd = {t, gen, {0}};
     ssize_t k = readlink("/proc/self/exe", rd.exe, sizeof rd.exe - 1);
     rd.exe[k > 0 ? k : 0] = 0;
+    unsigned long long c[2] = {~0ull, ~0ull};
     t->nest++;
+    dl_iterate_phdr(counters_cb, c);
     dl_iterate_phdr(rundown_cb, &rd);
     t->nest--;
+    seen_adds = c[0];
+    seen_subs = c[1];
+}
+
+/* Whether `a` lies in a loaded object, describing objects as needed. */
+static int check_covered(ht_tls *t, uint32_t gen, uintptr_t a)
+{
+    if (mods_gen == gen && covered(a)) return 1;
+    while (atomic_flag_test_and_set_explicit(&mods_lock, memory_order_acquire)) sched_yield();
+    if (mods_gen != gen || modules_changed(t)) describe_modules_locked(t, gen);
+    int ok = covered(a);
     atomic_flag_clear_explicit(&mods_lock, memory_order_release);
+    return ok;
 }
 
 /* ---- the stack of the current heap event ---- */
@@ -272,15 +310,21 @@ uint64_t ht__stack(ht_tls *t, uint32_t gen)
     }
     uint64_t *slot = &t->stk_cache[h % CACHE_SLOTS];
     if (*slot == h) return h;
-    /* first use by this thread: describe objects new to the session, then
-     * the frames */
-    if (mods_gen != gen) describe_modules(t, gen);
-    else
-        for (int i = 0; i < n; i++)
-            if (!covered((uintptr_t)frames[i])) {
-                describe_modules(t, gen);
-                break;
-            }
+    /* First use by this thread: describe the objects new to the session,
+     * and end the stack at the first return address that is in no loaded
+     * object: a walk through code that uses rbp as a plain register (no
+     * frame pointers) can read a stack word that is not a return address.
+     * The record keeps the walk's hash `h`, so later events with the same
+     * walk refer to this checked stack. */
+    for (int i = 0; i < n; i++)
+        if (!check_covered(t, gen, (uintptr_t)frames[i])) {
+            n = i;
+            break;
+        }
+    if (n == 0) {
+        *slot = h; /* nothing usable: no stack, and no retry for this walk */
+        return 0;
+    }
     size_t bytes = sizeof(ht_rec_stack) + (size_t)n * 8;
     char *r = ht__reserve(t, gen, bytes);
     if (!r) return 0;
