@@ -25,6 +25,18 @@
 #ifndef HT_SYMBOLS_H
 #define HT_SYMBOLS_H
 
+/* The implementation (symbols.c, linked with libdw) is built as a module,
+ * libheaptrace-symbols.so, that the tools load on first use (symload.c):
+ * so `heaptrace record` does not load libdw and its dependencies at every
+ * start.  Inside the module (and in its unit test) the functions carry the
+ * _impl names. */
+#ifdef HT_SYMBOLS_IMPL
+#define ht_sym_new ht_sym_impl_new
+#define ht_sym_add_module ht_sym_impl_add_module
+#define ht_sym_lookup ht_sym_impl_lookup
+#define ht_sym_free ht_sym_impl_free
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,5 +91,11 @@ int ht_sym_add_module(ht_symbolizer *s, uint32_t pid, const ht_module *m);
 int ht_sym_lookup(ht_symbolizer *s, uint32_t pid, uint64_t addr, ht_frame_sym *out, int max);
 
 void ht_sym_free(ht_symbolizer *s);
+
+#ifndef HT_SYMBOLS_IMPL
+/* Why ht_sym_new returned NULL: the module could not be loaded (a line for
+ * the user), or NULL if it was out of memory. */
+const char *ht_sym_unavailable(void);
+#endif
 
 #endif

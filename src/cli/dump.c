@@ -244,7 +244,13 @@ int ht_cmd_dump(int argc, char **argv)
     ht_event ev;
     int rc;
     while ((rc = ht_reader_next(&r, &ev)) > 0) {
-        if (stk && (ev.kind == HT_EV_STACK || ev.kind == HT_EV_MODULE)) ht_stk_event(stk, &ev);
+        if (stk && (ev.kind == HT_EV_STACK || ev.kind == HT_EV_MODULE)) {
+            if (symbols && !sym && ht_sym_unavailable()) {
+                ht_err("%s", ht_sym_unavailable());
+                symbols = 0; /* said once */
+            }
+            ht_stk_event(stk, &ev);
+        }
         if (fmt == FMT_TEXT) dump_text(stdout, &ev);
         else if (fmt == FMT_CSV) dump_csv(stdout, &ev);
         else dump_jsonl(stdout, &ev);
