@@ -76,6 +76,10 @@ static void target_env(pid_t pid, const char *name, char *out, size_t len)
 static int find_endpoint(pid_t pid, char *path, size_t len)
 {
     if (kill(pid, 0) < 0 && errno == ESRCH) return -ESRCH;
+    struct stat pst;
+    char pdir[64];
+    snprintf(pdir, sizeof pdir, "/proc/%d", (int)pid);
+    if (stat(pdir, &pst) == 0 && geteuid() != 0 && pst.st_uid != geteuid()) return -EACCES;
     char dir[PATH_MAX];
     struct stat st;
     if (ht_ctl_dir(dir, sizeof dir, 0) == 0 && ht_ctl_sock_path(path, len, dir, (uint32_t)pid) == 0 &&
@@ -139,6 +143,7 @@ static int endpoint_or_err(const char *verb, pid_t pid, char *path, size_t len)
 {
     int rc = find_endpoint(pid, path, len);
     if (rc == -ESRCH) ht_err("%s %d: no such process", verb, (int)pid);
+    else if (rc == -EACCES) ht_err("%s %d: permission denied (the process belongs to another user)", verb, (int)pid);
     else if (rc < 0)
         ht_err("%s %d: no control endpoint for that process: start it with LD_PRELOAD=libheaptrace.so "
                "(not setuid, HEAPTRACE_CONTROL not 0, its control directory private to its user)", verb, (int)pid);

@@ -680,12 +680,12 @@ damaged:
 
 static inline const uint8_t *sb_data(const proc *p, uint32_t idx)
 {
-    return (const uint8_t *)ht_shm_subbuf(p->shm, idx) + HT_SUBBUF_HDR_SIZE;
+    return (const uint8_t *)ht_shm_subbuf(p->shm, p->sbsize, idx) + HT_SUBBUF_HDR_SIZE;
 }
 
 static void release_buffer(ht_collector *c, proc *p, uint32_t idx)
 {
-    if (ht_shm_push(p->shm, idx) < 0) c->st.damaged++;
+    if (ht_shm_push(p->shm, p->sbsize, idx) < 0) c->st.damaged++;
     c->st.subbufs++;
     p->pushed = 1;
 }
@@ -701,7 +701,7 @@ static int drain_proc(ht_collector *c, proc *p, int final)
     size_t n = 0;
     for (size_t i = 0; i < p->nstages; i++) p->stages[i].more = 0;
     for (uint32_t i = 0; i < p->count; i++) {
-        ht_subbuf *sb = ht_shm_subbuf(h, i);
+        ht_subbuf *sb = ht_shm_subbuf(h, p->sbsize, i);
         /* acquire: pairs with the producer's release of ACTIVE/FULL, making
          * serial/seq (and for FULL the final committed) visible */
         uint32_t stt = ht_atomic_load_acquire(&sb->state);
@@ -715,7 +715,7 @@ static int drain_proc(ht_collector *c, proc *p, int final)
     stage *s = NULL;
     int blocked = 0;
     for (size_t k = 0; k < n; k++) {
-        ht_subbuf *sb = ht_shm_subbuf(h, cv[k].idx);
+        ht_subbuf *sb = ht_shm_subbuf(h, p->sbsize, cv[k].idx);
         if (k == 0 || cv[k].serial != cv[k - 1].serial) {
             s = stage_for(p, cv[k].serial, sb->tid);
             blocked = !s || (!final && s->seq_known && cv[k].seq != s->next_seq);

@@ -95,9 +95,12 @@ typedef struct ht_subbuf {
 _Static_assert(sizeof(ht_shm_hdr) <= HT_SHM_HDR_SIZE, "shm header too large");
 _Static_assert(sizeof(ht_subbuf) == HT_SUBBUF_HDR_SIZE, "sub-buffer header size");
 
-static inline ht_subbuf *ht_shm_subbuf(ht_shm_hdr *h, uint32_t idx)
+/* Sub-buffer idx.  `sbsize` is the caller's trusted copy of the sub-buffer
+ * size, never h->subbuf_size re-read from shared memory: the other side can
+ * rewrite that at any time. */
+static inline ht_subbuf *ht_shm_subbuf(ht_shm_hdr *h, uint32_t sbsize, uint32_t idx)
 {
-    return (ht_subbuf *)((char *)h + HT_SHM_HDR_SIZE + (size_t)idx * h->subbuf_size);
+    return (ht_subbuf *)((char *)h + HT_SHM_HDR_SIZE + (size_t)idx * sbsize);
 }
 
 static inline size_t ht_shm_size(uint32_t subbuf_size, uint32_t subbuf_count)
@@ -105,9 +108,9 @@ static inline size_t ht_shm_size(uint32_t subbuf_size, uint32_t subbuf_count)
     return HT_SHM_HDR_SIZE + (size_t)subbuf_size * subbuf_count;
 }
 
-/* Pop a free sub-buffer; returns its index or HT_FREE_NONE.  `count` is the
- * trusted sub-buffer count (the caller's own copy, not re-read from shm). */
-static inline uint32_t ht_shm_pop(ht_shm_hdr *h, uint32_t count)
+/* Pop a free sub-buffer; returns its index or HT_FREE_NONE.  `count` and
+ * `sbsize` are trusted copies (the caller's own, not re-read from shm). */
+static inline uint32_t ht_shm_pop(ht_shm_hdr *h, uint32_t count, uint32_t sbsize)
 {
     /* acquire: pairs with the release in ht_shm_push so the popped
      * sub-buffer's next_free link and contents are visible. */
@@ -115,7 +118,7 @@ static inline uint32_t ht_shm_pop(ht_shm_hdr *h, uint32_t count)
     for (;;) {
         uint32_t idx = (uint32_t)head;
         if (idx >= count) return HT_FREE_NONE;
-        uint32_t next = ht_atomic_load_relaxed(&ht_shm_subbuf(h, idx)->next_free);
+        uint32_t next = ht_atomic_load_relaxed(&ht_shm_subbuf(h, sbsize, idx)->next_free);
         uint64_t nhead = (head & 0xffffffff00000000ULL) + (1ULL << 32) + next;
         if (ht_atomic_cas_acq_rel(&h->free_head, &head, nhead)) return idx;
     }
@@ -124,9 +127,9 @@ static inline uint32_t ht_shm_pop(ht_shm_hdr *h, uint32_t count)
 /* Push sub-buffer `idx` onto the free pool (consumer side).  Returns 0, or
  * -1 if the head kept changing under us far longer than any honest
  * producer can make it (a hostile process must not livelock the consumer). */
-static inline int ht_shm_push(ht_shm_hdr *h, uint32_t idx)
+static inline int ht_shm_push(ht_shm_hdr *h, uint32_t sbsize, uint32_t idx)
 {
-    ht_subbuf *sb = ht_shm_subbuf(h, idx);
+    ht_subbuf *sb = ht_shm_subbuf(h, sbsize, idx);
     ht_atomic_store_relaxed(&sb->state, HT_SB_FREE);
     ht_atomic_store_relaxed(&sb->committed, 0);
     uint64_t head = ht_atomic_load_relaxed(&h->free_head);

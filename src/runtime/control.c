@@ -171,7 +171,7 @@ static void fill_status(ht_msg_status *st)
     st->subbufs_written = ht_atomic_load_relaxed(&h->st_subbufs);
     st->subbufs_total = ht__sess.subbuf_count;
     for (uint32_t i = 0; i < ht__sess.subbuf_count; i++)
-        if (ht_atomic_load_relaxed(&ht_shm_subbuf(h, i)->state) != HT_SB_FREE) st->subbufs_in_use++;
+        if (ht_atomic_load_relaxed(&ht_shm_subbuf(h, ht__sess.subbuf_size, i)->state) != HT_SB_FREE) st->subbufs_in_use++;
     /* the collector's text: copy, bounded, terminated */
     for (size_t i = 0; i + 1 < sizeof st->trace && i < sizeof h->trace_path && h->trace_path[i]; i++)
         st->trace[i] = h->trace_path[i];
@@ -216,16 +216,18 @@ static void serve(int fd)
         close(fd);
         return;
     }
-    if (cr.uid != geteuid() && cr.uid != 0) {
-        send_ctl(fd, HT_MSG_REPLY, 0, HT_PROTO_DENIED);
-        close(fd);
-        return;
-    }
     struct timeval tv = {2, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     ht_msg_ctl req;
     ssize_t n = recv(fd, &req, sizeof req, 0);
+    if (cr.uid != geteuid() && cr.uid != 0) {
+        /* after reading the request: closing on unread data would reset
+         * the connection before the client could read why */
+        send_ctl(fd, HT_MSG_REPLY, 0, HT_PROTO_DENIED);
+        close(fd);
+        return;
+    }
     if (!ht_msg_ok(&req, n, sizeof req, HT_MSG_REQUEST)) {
         send_ctl(fd, HT_MSG_REPLY, 0, HT_PROTO_BAD);
         close(fd);

@@ -226,14 +226,14 @@ static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count, uint32_t gen)
     uint32_t last_seq = ht_atomic_load_acquire(&h->free_seq);
     uint64_t last_progress = start;
     for (;;) {
-        uint32_t idx = ht_shm_pop(h, count);
+        uint32_t idx = ht_shm_pop(h, count, ht__sess.subbuf_size);
         if (idx != HT_FREE_NONE) return idx;
         if (ht_atomic_load_relaxed(&h->state) != HT_SHM_RUNNING) return HT_FREE_NONE;
         if (ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) != gen) return HT_FREE_NONE; /* ended */
         kick_consumer();
         uint32_t seq = ht_atomic_load_acquire(&h->free_seq);
         ht_atomic_add_acq_rel(&h->waiters, 1);
-        idx = ht_shm_pop(h, count);
+        idx = ht_shm_pop(h, count, ht__sess.subbuf_size);
         if (idx == HT_FREE_NONE) futex_wait(&h->free_seq, seq, 20 * 1000 * 1000);
         ht_atomic_add_acq_rel(&h->waiters, (uint32_t)-1);
         if (idx != HT_FREE_NONE) return idx;
@@ -250,6 +250,13 @@ static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count, uint32_t gen)
         if (now - last_progress > 2000000000ull) {
             /* every buffer is held by threads that do not fill them */
             ht_atomic_add_relaxed(&h->starved, 1);
+            return HT_FREE_NONE;
+        }
+        if (now - start > 5000000000ull) {
+            /* buffers go round (free_seq moves) yet none comes to us for 5 s:
+             * the pool is damaged (a program scribbling over it); never hang */
+            ht_log("no free buffer for 5 s although the collector runs; tracing disabled");
+            ht_atomic_store_release((_Atomic uint32_t *)&ht__on, 0);
             return HT_FREE_NONE;
         }
     }
@@ -271,13 +278,21 @@ static int acquire_buffer(ht_tls *t)
 {
     ht_shm_hdr *h = ht__sess.shm;
     uint32_t count = ht__sess.subbuf_count;
-    uint32_t idx = ht_shm_pop(h, count);
+    uint32_t idx = ht_shm_pop(h, count, ht__sess.subbuf_size);
     if (idx == HT_FREE_NONE) {
         if (ht__sess.mode == HT_MODE_DROP) return 0;
+        /* after a starved wait, no more waiting until the pool moves: a
+         * thread must not spend 2 s on every event */
+        if (t->starved && ht_atomic_load_acquire(&h->free_seq) == t->starve_seq) return 0;
+        t->starved = 0;
         idx = wait_for_buffer(h, count, t->gen);
-        if (idx == HT_FREE_NONE) return 0;
+        if (idx == HT_FREE_NONE) {
+            t->starved = 1;
+            t->starve_seq = ht_atomic_load_acquire(&h->free_seq);
+            return 0;
+        }
     }
-    ht_subbuf *sb = ht_shm_subbuf(h, idx);
+    ht_subbuf *sb = ht_shm_subbuf(h, ht__sess.subbuf_size, idx);
     sb->serial = t->serial;
     sb->seq = t->seq++;
     sb->tid = t->tid;
@@ -349,7 +364,9 @@ char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need)
     if (t->sb) release_current(t);
     if (need + sizeof(ht_rec_thread) + sizeof(ht_rec_lost) > ht__sess.subbuf_size - HT_SUBBUF_HDR_SIZE ||
         !acquire_buffer(t)) {
-        count_lost(t, 1);
+        /* an event that waited for a buffer while the session ended (detach)
+         * comes after the session, not lost from it */
+        if (ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) == gen) count_lost(t, 1);
         goto out;
     }
     r = t->cur;

@@ -12,6 +12,12 @@ overrides), in a mix of ways:
   - every 100th cycle: `attach --duration 0.05` with statistics, its trace
     checked: complete (dump exit 0, no problems), events of the target's
     pid only, summary readable.
+Error cases: attach / status / detach of a pid that does not exist, of a
+process without the runtime, detach of an idle process: exit 1 with one
+line on stderr ("heaptrace: attach PID: ..." for attach).  attach without
+-o writes heaptrace.COMM.PID.htrace in its working directory.  A stale
+socket file left by a killed process of the same pid does not stop a new
+process from opening its endpoint; ps lists no dead process.
 Asserts: every attach / detach exits 0; `status` and `ps` tell idle and
 tracing (with the trace file and the collector's pid) correctly; a second
 attach while a session runs fails with "already being traced" and leaves
@@ -23,6 +29,7 @@ the cycles are not above what they were after 20 warm-up cycles (RSS:
 """
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -34,6 +41,13 @@ CYCLES = int(os.environ.get("HT_ATTACH_CYCLES", "1000"))
 WARMUP = 20
 PAUSE_US = 2000
 KINDS = ("quick",) * 15 + ("detach", "detach", "detach", "sigint", "sigterm")
+
+
+def dead_pid(x):
+    """A pid that no process has: one that just ended (not reused that fast)."""
+    p = x.start(["true"])
+    p.wait()
+    return p.pid
 
 
 def body(x):
@@ -64,9 +78,59 @@ def body(x):
             and "ht_attach_target" in mine[0]["command"],
             "ps lists the target as idle, trace '-': %r (rc %s, %r)" % (mine, r.rc, r.err.strip()))
 
+    c.check(r.out.splitlines()[:1] and all(w in r.out.splitlines()[0] for w in ("PID", "STATE", "TRACE", "COMMAND")),
+            "ps starts with a header line PID STATE TRACE COMMAND: %r" % r.out.splitlines()[:1])
+
+    # the error cases: exit 1, one line on stderr
     r = x.ht("detach", pid)
     c.check(r.rc == 1 and len(r.err.strip().splitlines()) == 1 and r.err.startswith("heaptrace: "),
             "detach of an idle process: exit 1 with one line on stderr (%s)" % r.short())
+    plain = x.start(["sleep", "60"])  # a process without the runtime
+    time.sleep(0.1)
+    dead = dead_pid(x)
+    for what, q in (("a pid that does not exist", dead), ("a process without the runtime", plain.pid)):
+        r = x.ht("attach", q, "-d", "0.1", "-o", os.path.join(x.tmp, "none.htrace"), timeout=30)
+        lines = r.err.strip().splitlines()
+        c.check(r.rc == 1 and len(lines) == 1 and lines[0].startswith("heaptrace: attach %d:" % q),
+                "attach to %s: exit 1, one line 'heaptrace: attach %d: ...' (%s)" % (what, q, r.short()))
+        r = x.ht("status", q, timeout=30)
+        c.check(r.rc == 1 and len(r.err.strip().splitlines()) == 1,
+                "status of %s: exit 1, one line on stderr (%s)" % (what, r.short()))
+        r = x.ht("detach", q, timeout=30)
+        c.check(r.rc == 1 and len(r.err.strip().splitlines()) == 1,
+                "detach of %s: exit 1, one line on stderr (%s)" % (what, r.short()))
+    x.kill(plain)
+
+    # a stale socket file of an earlier process with the same pid (killed,
+    # never cleaned up): the new process must still open its endpoint
+    sh = x.start(["sh", "-c", "sleep 0.5; exec env LD_PRELOAD=\"$1\" \"$0\" work 0", x.target, x.runtime],
+                 env=x.env())
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    stale.bind(x.sock_path(sh.pid))
+    stale.close()  # the file stays, nobody listens
+    c.check(x.wait_endpoint(sh.pid), "a process whose pid has a stale socket file in the runtime directory still "
+            "opens its endpoint (pid reuse)")
+    rc, st, err = x.status(sh.pid)
+    c.check(rc == 0 and "work 0" in st.get("command", ""), "it answers status: %r (rc %s, %r)" % (st, rc, err))
+    r, rows = x.ps()
+    c.check([w["state"] for w in rows if w["pid"] == sh.pid] == ["idle"], "ps lists it once, idle: %r" %
+            [w for w in rows if w["pid"] == sh.pid])
+    x.kill(sh)
+    r, rows = x.ps()
+    c.check(all(w["pid"] != sh.pid for w in rows), "after a SIGKILL (socket file left behind) ps does not list "
+            "the dead pid: %r" % [w for w in rows if w["pid"] == sh.pid])
+    rc, st, err = x.status(sh.pid)
+    c.check(rc == 1 and len(err.strip().splitlines()) == 1,
+            "status of the SIGKILLed process: exit 1, one line (rc %s, %r)" % (rc, err))
+
+    # the default trace file name: heaptrace.COMM.PID.htrace in the cwd
+    comm = x.read("/proc/%d/comm" % pid).strip()
+    r = x.ht("attach", pid, "-d", "0.02", "-q", timeout=30)
+    want = os.path.join(x.tmp, "heaptrace.%s.%d.htrace" % (comm, pid))
+    c.check(r.rc == 0 and os.path.exists(want), "attach without -o writes %s (%s; files: %r)" %
+            (os.path.basename(want), r.short(), sorted(f for f in os.listdir(x.tmp) if f.endswith(".htrace"))))
+    if os.path.exists(want):
+        os.unlink(want)
 
     base = None
     fails = []

@@ -52,6 +52,10 @@ MARKER_VFORK = 55555
 HEAP_EVENTS = ("alloc", "free", "realloc")
 
 
+class _Fatal(Exception):
+    pass
+
+
 class Result:
     def __init__(self, cmd, rc, out, err, secs):
         self.cmd, self.rc, self.out, self.err, self.secs = cmd, rc, out, err, secs
@@ -85,6 +89,12 @@ class Ctx:
         self.procs = []       # (Popen, files) started here; killed at the end by their pid
         self.cleanups = []    # functions run at the end
         self.is_root = os.geteuid() == 0
+        self.c.fatal = self._fatal  # ends the test body, not the process: cleanup must run
+
+    def _fatal(self, msg):
+        print("  FATAL " + msg, flush=True)
+        self.c.failed.append(msg)
+        raise _Fatal(msg)
 
     # ---- environment and commands ----
 
@@ -266,8 +276,14 @@ class Ctx:
 
     def main(self, body):
         """Runs body(self), then finish(); an exception is a failure."""
+        def on_term(sig, frame):
+            raise _Fatal("terminated by signal %d" % sig)
+        signal.signal(signal.SIGTERM, on_term)
         try:
             body(self)
+        except _Fatal as e:
+            if str(e) not in self.c.failed:
+                self.c.failed.append(str(e))
         except Exception as e:  # noqa: BLE001
             import traceback
             traceback.print_exc()

@@ -10,7 +10,9 @@ buffer, once in drop mode.  Each time:
     issue: the runtime notices a dead collector within a second);
   - the target keeps making progress (its phase counter, written to a file
     after each phase, moves on);
-Then a new attach works (exit 0, complete trace with the target's events),
+Then a new attach works (exit 0, complete trace with the target's events,
+no event lost but at most one per thread that was waiting for a buffer
+when the session ended),
 and at the end the target's checksum equals the untraced computation.
 """
 import os
@@ -93,7 +95,11 @@ def body(x):
     c.check(tl.finished, "the new trace is complete: %s" % tl.describe())
     c.check(tl.heap_by_pid.get(pid, 0) > 0 and set(tl.heap_by_pid) == {pid},
             "the new trace has the target's heap events: %r" % tl.heap_by_pid)
-    c.eq(tl.lost, 0, "events lost in the block-mode trace after the kills")
+    # Block mode loses nothing while the session runs; an event a thread was
+    # waiting to write (for one of the 4 buffers) when the session ended is
+    # counted as lost: at most one per allocating thread (4).
+    c.check(tl.lost <= 4, "events lost in the block-mode trace after the kills: %d (at most one per thread, "
+            "waiting at the session's end)" % tl.lost)
 
     os.kill(pid, signal.SIGUSR1)
     rc = x.wait_proc(t, 120)

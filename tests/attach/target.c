@@ -423,7 +423,7 @@ static int mode_forkstorm(const char *longkids_path)
             pid_t c = fork();
             if (c == 0) {
                 set_handler(SIGUSR1, SIG_DFL, 0);
-                execl(self_path, self_path, "work", "0", (char *)NULL);
+                execl(self_path, self_path, "work", "0", "-", "5000", (char *)NULL);
                 _exit(127);
             }
             if (c > 0) note_longkid(lk, "exec", c);
