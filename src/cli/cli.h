@@ -29,6 +29,10 @@ struct ht_collect_opts;
 struct ht_collect_stats;
 void ht_session_opts_default(struct ht_collect_opts *o);
 int ht_session_opt(int c, const char *optarg, struct ht_collect_opts *o);
+struct ht_collector;
+/* Runs the collector to the session's end, then takes its statistics and
+ * this process's CPU time and destroys it; returns ht_collector_run's. */
+int ht_run_session(struct ht_collector *col, int pid, int *status, struct ht_collect_stats *st, double *cpu_s);
 void ht_print_session_stats(const char *what, const char *path, const struct ht_collect_stats *st,
                             double cpu_s);
 

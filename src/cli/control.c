@@ -276,14 +276,9 @@ int ht_cmd_attach(int argc, char **argv)
         fprintf(stderr, "heaptrace: attached to %d (%s), writing %s; Ctrl-C or 'heaptrace detach %d' ends it\n",
                 (int)pid, comm, output, (int)pid);
     int status = 0;
-    rc = ht_collector_run(col, pid, &status);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-                   ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
     ht_collect_stats st;
-    ht_collector_stats(col, &st);
-    ht_collector_destroy(col);
+    double cpu_s;
+    rc = ht_run_session(col, pid, &status, &st, &cpu_s);
     if (!quiet) {
         snprintf(what, sizeof what, "process %d (%s)", (int)pid, comm);
         ht_print_session_stats(what, output, &st, cpu_s);

@@ -216,6 +216,18 @@ int ht_session_opt(int c, const char *optarg, ht_collect_opts *op)
     return 0;
 }
 
+int ht_run_session(ht_collector *col, pid_t pid, int *status, ht_collect_stats *st, double *cpu_s)
+{
+    int rc = ht_collector_run(col, pid, status);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+             ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+    ht_collector_stats(col, st);
+    ht_collector_destroy(col);
+    return rc;
+}
+
 void ht_session_opts_default(ht_collect_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -367,14 +379,9 @@ int ht_cmd_record(int argc, char **argv)
     }
 
     int status = 0;
-    rc = ht_collector_run(col, pid, &status);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-                   ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
     ht_collect_stats st;
-    ht_collector_stats(col, &st);
-    ht_collector_destroy(col);
+    double cpu_s;
+    rc = ht_run_session(col, pid, &status, &st, &cpu_s);
 
     int code;
     if (WIFSIGNALED(status)) {
