@@ -8,7 +8,9 @@
  *  1. as a whole .htrace file (written to a memfd, opened by path through
  *     /proc/self/fd, or a temp file if memfd is unavailable):
  *     ht_reader_open / ht_reader_next until the end / ht_reader_problems,
- *     with every event fed to ht_summary_event;
+ *     with every event fed to ht_summary_event and the STACK/MODULE
+ *     records to a stack table (ht_stk_*, without a symbolizer), whose
+ *     text is rendered for every heap event that has a stack;
  *  2. the same with the header and chunk CRCs recomputed first, so that
  *     mutations get past the checksums into zstd and the decoder as the
  *     reader drives them (most mutants would otherwise stop at the CRC);
@@ -38,6 +40,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "analysis/stacktab.h"
 #include "analysis/summary.h"
 #include "format/format.h"
 
@@ -143,7 +146,10 @@ static void fuzz_file(const uint8_t *data, size_t size)
     CHECK(rc == 0);
     ht_summary s;
     ht_summary_init(&s);
+    ht_stacktab *tab = ht_stk_new(NULL);
+    CHECK(tab != NULL);
     ht_event ev;
+    char text[4096];
     while ((rc = ht_reader_next(&r, &ev)) > 0) {
         CHECK(r.in_chunk);
         CHECK(ev.pid == r.chunk.stream);
@@ -151,6 +157,17 @@ static void fuzz_file(const uint8_t *data, size_t size)
         const uint8_t *pay = pay_end - r.chunk.raw_size;
         check_event(&ev, pay, pay_end);
         ht_summary_event(&s, &ev);
+        if (ev.kind == HT_EV_STACK || ev.kind == HT_EV_MODULE) {
+            int src = ht_stk_event(tab, &ev);
+            CHECK(src == 0 || src == -EBADMSG);
+        }
+        if (ev.stack) {
+            size_t n = ht_stk_format(tab, ev.pid, ev.stack, ";", text, sizeof text);
+            CHECK(n < sizeof text && strlen(text) == n);
+            n = ht_stk_site(tab, ev.pid, ev.stack, text, sizeof text);
+            CHECK(n < sizeof text && strlen(text) == n);
+            g_sink += n;
+        }
     }
     CHECK(rc == 0); /* a memfd never fails to read; -ENOMEM would be an abort in ASan anyway */
     char pbuf[512];
@@ -159,6 +176,8 @@ static void fuzz_file(const uint8_t *data, size_t size)
     if (p) CHECK(strlen(p) < sizeof pbuf && strchr(p, '\n') == NULL);
     CHECK(r.offset <= r.file_size);
     ht_summary_print(&s, g_null);
+    ht_summary_print_sites(&s, tab, g_null, 10);
+    ht_stk_free(tab);
     ht_summary_free(&s);
     ht_reader_close(&r);
 }

@@ -52,11 +52,14 @@ static uint8_t *read_file(const char *name, size_t *n)
     return c;
 }
 
+static uint32_t g_stack; /* stack id the next heap events carry (0: none) */
+
 static void ev_core(ht_encoder *e, unsigned kind, uint32_t tid, uint64_t ts, unsigned api, unsigned source,
                     uint64_t heap, uint64_t addr, uint64_t size, uint64_t old_addr, uint64_t old_size)
 {
     ht_event ev = {.kind = kind, .tid = tid, .api = (uint8_t)api, .source = (uint8_t)source, .ts = ts,
-                   .heap = heap, .addr = addr, .size = size, .old_addr = old_addr, .old_size = old_size};
+                   .heap = heap, .addr = addr, .size = size, .old_addr = old_addr, .old_size = old_size,
+                   .stack = g_stack};
     if (ht_enc_event(e, &ev) < 0) die("ht_enc_event", EINVAL);
 }
 
@@ -84,9 +87,35 @@ static void fill_process(ht_encoder *e, uint32_t pid, uint64_t t0, int n)
         uint64_t a[] = {tids[t]};
         ev_meta(e, HT_EV_THREAD, (uint32_t)tids[t], t0 + 1 + (uint64_t)t, 0, 1, a, names[t]);
     }
+    /* call stacks (format 1.1): two modules, two stacks, events using them */
+    {
+        uint64_t m1[] = {0x555500001000ull, 0x555500009000ull, 0x1000, 0x555500000000ull};
+        char t1[1 + 20 + 32] = {20};
+        for (int k = 0; k < 20; k++) t1[1 + k] = (char)(0xa0 + k);
+        memcpy(t1 + 21, "/usr/bin/demo", 14);
+        ht_event mod = {.kind = HT_EV_MODULE, .tid = pid, .ts = t0 + 5, .nargs = 4, .text = t1, .text_len = 34};
+        memcpy(mod.arg, m1, sizeof m1);
+        if (ht_enc_event(e, &mod) < 0) die("ht_enc_event", EINVAL);
+        uint64_t m2[] = {0x7f0000001000ull, 0x7f0000100000ull, 0x26000, 0x7f0000000000ull};
+        ht_event mod2 = {.kind = HT_EV_MODULE, .tid = pid, .ts = t0 + 5, .nargs = 4, .text = "\0/lib/libc.so.6",
+                         .text_len = 15};
+        memcpy(mod2.arg, m2, sizeof m2);
+        if (ht_enc_event(e, &mod2) < 0) die("ht_enc_event", EINVAL);
+        for (uint64_t id = 1; id <= 2; id++) {
+            uint8_t fr[8 * 3];
+            uint64_t pcs[] = {0x555500001234ull + id, 0x7f0000002345ull, 0x555500004567ull};
+            for (int k = 0; k < 3; k++)
+                for (int b = 0; b < 8; b++) fr[k * 8 + b] = (uint8_t)(pcs[k] >> (8 * b));
+            ht_event st = {.kind = HT_EV_STACK, .tid = pid, .ts = t0 + 6, .nargs = 1, .text = (const char *)fr,
+                           .text_len = (uint32_t)(id == 1 ? 24 : 16)};
+            st.arg[0] = id;
+            if (ht_enc_event(e, &st) < 0) die("ht_enc_event", EINVAL);
+        }
+    }
     uint64_t ts = t0 + 10;
     uint64_t base = 0x55550000a000ull;
     for (int i = 0; i < n; i++) {
+        g_stack = (uint32_t)(i % 3); /* none, 1, 2 */
         uint32_t tid = (uint32_t)tids[i % 3];
         uint64_t addr = base + (uint64_t)(i * 48);
         unsigned api = 1 + (unsigned)(i % 14);
@@ -96,6 +125,7 @@ static void fill_process(ht_encoder *e, uint32_t pid, uint64_t t0, int n)
             ev_core(e, HT_EV_REALLOC, tid, ts++, HT_API_REALLOC, 3, 1, addr + 0x1000, 4096, addr,
                     16 + (uint64_t)i * 8);
     }
+    g_stack = 0;
     ev_core(e, HT_EV_ALLOC, pid, ts++, HT_API_CALLOC, 5, 1, 0, UINT64_MAX, 0, 0); /* failed, overflowed */
     ev_core(e, HT_EV_REALLOC, pid, ts++, HT_API_REALLOC, 3, 1, 0, 1ull << 40, base, 0); /* failed */
     uint64_t fl[] = {7};
