@@ -3,6 +3,7 @@
 # whole test suite:
 #   1. the normal build with -Werror: every test (unit, e2e, real programs)
 #   2. ASan+UBSan build: the unit tests and the collector-side e2e tests
+#      (not the "long" attach/detach cycling tests: runtime-side, slow here)
 #   3. TSan build: the concurrency tests
 #   4. clang + libFuzzer: each decoder fuzzed for a fixed short time
 # Ends with one line "tests: N passed, M failed".
@@ -40,7 +41,7 @@ run_suite() {
 }
 
 run_suite "normal build" build-test "-DCMAKE_BUILD_TYPE=RelWithDebInfo" ""
-run_suite "ASan+UBSan" build-asan "-DCMAKE_BUILD_TYPE=Debug -DHT_SANITIZE=address,undefined" "-L unit|e2e"
+run_suite "ASan+UBSan" build-asan "-DCMAKE_BUILD_TYPE=Debug -DHT_SANITIZE=address,undefined" "-L unit|e2e -LE long"
 run_suite "TSan" build-tsan "-DCMAKE_BUILD_TYPE=RelWithDebInfo -DHT_SANITIZE=thread" "-L tsan"
 run_suite "fuzz" build-fuzz "-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DHT_FUZZ=ON" "-L fuzz" fuzz_reader gen_seeds
 
