@@ -35,7 +35,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attach_util import Ctx, settled_stats, tally, read_summary, parse_stats, file_mode  # noqa: E402
+from attach_util import Ctx, check_no_growth, settled_stats, tally, read_summary, parse_stats, file_mode  # noqa: E402
 
 CYCLES = int(os.environ.get("HT_ATTACH_CYCLES", "1000"))
 WARMUP = 20
@@ -253,11 +253,8 @@ def body(x):
     x.wait_state(pid, "idle", 10)
     end = settled_stats(pid)
     print("  info  after the cycles: %r" % (end,), flush=True)
+    check_no_growth(c, "the target", base, end)
     if base and end:
-        c.check(end["fds"] <= base["fds"], "open fds of the target: %d after warm-up, %d at the end" %
-                (base["fds"], end["fds"]))
-        c.check(end["threads"] <= base["threads"], "threads of the target: %d after warm-up, %d at the end" %
-                (base["threads"], end["threads"]))
         c.check(end["rss_kb"] <= base["rss_kb"] + 2048, "RSS of the target: %d KiB after warm-up, %d KiB at the "
                 "end (tolerance +2048)" % (base["rss_kb"], end["rss_kb"]))
         c.check(end["rss_shmem_kb"] <= base["rss_shmem_kb"] + 256,

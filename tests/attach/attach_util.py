@@ -245,6 +245,19 @@ class Ctx:
             self.kill(p)
             return None
 
+    def end_attach(self, p, pid, by_detach, fails, label, timeout=30):
+        """Ends background attach P: `heaptrace detach PID` or SIGINT to P;
+        appends what went wrong to FAILS."""
+        if by_detach:
+            r = self.ht("detach", pid, timeout=timeout)
+            if r.rc != 0:
+                fails.append("%s: detach: %s" % (label, r.short()))
+        else:
+            os.kill(p.pid, signal.SIGINT)
+        rc = self.wait_proc(p, timeout)
+        if rc != 0:
+            fails.append("%s: attach exit %s, stderr %r" % (label, rc, self.read(p.err_path)[-300:]))
+
     def kill(self, p, sig=signal.SIGKILL):
         if p.poll() is None:
             try:
@@ -308,6 +321,17 @@ def proc_stats(pid):
                 "rss_file_kb": kb("RssFile"), "rss_shmem_kb": kb("RssShmem")}
     except (OSError, KeyError, ValueError):
         return None
+
+
+def check_no_growth(c, what, base, end):
+    """fds and threads of WHAT at the end no more than after the warm-up."""
+    if not (base and end):
+        c.check(False, "%s: fd/thread counts could be read (%r, %r)" % (what, base, end))
+        return
+    c.check(end["fds"] <= base["fds"], "%s: open fds %d after warm-up, %d at the end" %
+            (what, base["fds"], end["fds"]))
+    c.check(end["threads"] <= base["threads"], "%s: threads %d after warm-up, %d at the end" %
+            (what, base["threads"], end["threads"]))
 
 
 def settled_stats(pid, samples=10, gap=0.05):

@@ -56,15 +56,7 @@ def body(x):
                 os.kill(pid, signal.SIGUSR2)  # a fork+exec child, made while the session runs
                 time.sleep(0.1)
             time.sleep(0.01)
-            if k == 1:
-                r = x.ht("detach", pid, timeout=60)
-                if r.rc != 0:
-                    fails.append("cycle %d: detach: %s" % (i, r.short()))
-            else:
-                os.kill(p.pid, signal.SIGINT)
-            rc = x.wait_proc(p, 60)
-            if rc != 0:
-                fails.append("cycle %d: attach exit %s, stderr %r" % (i, rc, x.read(p.err_path)[-300:]))
+            x.end_attach(p, pid, k == 1, fails, "cycle %d" % i, timeout=60)
         if i % 25 == 24 and os.path.exists(trace):
             tl = tally(x.htcli, trace)
             if not tl.finished or set(tl.heap_by_pid) - {pid}:

@@ -28,7 +28,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attach_util import Ctx, tally, settled_stats  # noqa: E402
+from attach_util import Ctx, check_no_growth, tally, settled_stats  # noqa: E402
 
 CYCLES = int(os.environ.get("HT_SERVER_CYCLES", "300"))
 WARMUP = 20
@@ -176,15 +176,7 @@ def body(x):
             if not x.wait_attached(p, pid):
                 fails.append("cycle %d: attach never said attached: %r" % (i, x.read(p.err_path)[-300:]))
             time.sleep(0.005)
-            if k == 2:
-                r = x.ht("detach", pid, timeout=30)
-                if r.rc != 0:
-                    fails.append("cycle %d: detach: %s" % (i, r.short()))
-            else:
-                os.kill(p.pid, signal.SIGINT)
-            rc = x.wait_proc(p, 30)
-            if rc != 0:
-                fails.append("cycle %d: attach exit %s, stderr %r" % (i, rc, x.read(p.err_path)[-300:]))
+            x.end_attach(p, pid, k == 2, fails, "cycle %d" % i, timeout=30)
         if i % 50 == 49:
             tl = tally(x.htcli, trace)
             checked += 1
@@ -214,13 +206,7 @@ def body(x):
     x.wait_state(pid, "idle", 10)
     end = settled_stats(pid)
     print("  info  after the cycles: %r" % (end,), flush=True)
-    if base and end:
-        c.check(end["fds"] <= base["fds"], "memcached's open fds: %d after warm-up, %d at the end" %
-                (base["fds"], end["fds"]))
-        c.check(end["threads"] <= base["threads"], "memcached's threads: %d after warm-up, %d at the end" %
-                (base["threads"], end["threads"]))
-    else:
-        c.check(False, "memcached's fd/thread counts could be read (%r, %r)" % (base, end))
+    check_no_growth(c, "memcached", base, end)
 
     stop.set()
     for cl in clients:
