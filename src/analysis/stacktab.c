@@ -101,7 +101,7 @@ static int plumbing(const char *module, const char *fn)
                                       "_Znw", "_Zna", "operator new", "_ZNSt15__new_allocator",
                                       "_ZN9__gnu_cxx13new_allocator", "_ZNSt16allocator_traits",
                                       "std::__new_allocator", "__gnu_cxx::new_allocator",
-                                      "std::allocator_traits", "_ZNSaI"};
+                                      "std::allocator_traits", "std::allocator<", "_ZNSaI"};
     if (module)
         for (size_t i = 0; i < sizeof mods / sizeof *mods; i++)
             if (!strncmp(base(module), mods[i], strlen(mods[i]))) return 1;
@@ -165,14 +165,17 @@ static int render(ht_stacktab *t, ptab *p, stk *s)
         }
         for (int j = 0; j < k; j++) {
             const ht_frame_sym *f = &fr[j];
-            if (f->function && f->file)
-                snprintf(buf, sizeof buf, "%s (%s:%d)%s", f->function, f->file, f->line, f->inlined ? " [inlined]" : "");
-            else if (f->function)
-                snprintf(buf, sizeof buf, "%s (%s)%s", f->function, base(f->module ? f->module : "?"),
+            const char *fn = f->function;
+            char dm[512];
+            if (fn && ht_sym_demangle(fn, dm, sizeof dm)) fn = dm;
+            if (fn && f->file)
+                snprintf(buf, sizeof buf, "%s (%s:%d)%s", fn, f->file, f->line, f->inlined ? " [inlined]" : "");
+            else if (fn)
+                snprintf(buf, sizeof buf, "%s (%s)%s", fn, base(f->module ? f->module : "?"),
                          f->inlined ? " [inlined]" : "");
             else
                 snprintf(buf, sizeof buf, "%s+0x%" PRIx64, base(f->module ? f->module : "?"), f->module_offset);
-            if (!site_found && !plumbing(f->module, f->function)) s->site = s->nt, site_found = 1;
+            if (!site_found && !plumbing(f->module, fn)) s->site = s->nt, site_found = 1;
             if (push_text(s, &cap, buf) < 0) return -ENOMEM;
         }
     }

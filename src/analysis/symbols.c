@@ -521,3 +521,23 @@ int ht_sym_lookup(ht_symbolizer *s, uint32_t pid, uint64_t addr, ht_frame_sym *o
     memcpy(out, &s->frames[slot->first], (size_t)n * sizeof *out);
     return n;
 }
+
+/* ---- C++ names ---- */
+
+/* libstdc++'s demangler (C ABI); the module links libstdc++, which only a
+ * tool reading stacks loads. */
+extern char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
+
+int ht_sym_demangle(const char *name, char *out, size_t len)
+{
+    if (!name || name[0] != '_' || name[1] != 'Z' || !len) return 0;
+    int st = -1;
+    char *d = __cxa_demangle(name, NULL, NULL, &st);
+    if (!d || st != 0) {
+        free(d);
+        return 0;
+    }
+    snprintf(out, len, "%s", d);
+    free(d);
+    return 1;
+}

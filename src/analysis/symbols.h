@@ -35,6 +35,7 @@
 #define ht_sym_add_module ht_sym_impl_add_module
 #define ht_sym_lookup ht_sym_impl_lookup
 #define ht_sym_free ht_sym_impl_free
+#define ht_sym_demangle ht_sym_impl_demangle
 #endif
 
 #include <stddef.h>
@@ -91,6 +92,10 @@ int ht_sym_add_module(ht_symbolizer *s, uint32_t pid, const ht_module *m);
 int ht_sym_lookup(ht_symbolizer *s, uint32_t pid, uint64_t addr, ht_frame_sym *out, int max);
 
 void ht_sym_free(ht_symbolizer *s);
+
+/* A C++ mangled name ("_Z...") demangled into out (libstdc++'s
+ * __cxa_demangle): 1, or 0 if `name` is not one (out untouched). */
+int ht_sym_demangle(const char *name, char *out, size_t len);
 
 #ifndef HT_SYMBOLS_IMPL
 /* Why ht_sym_new returned NULL: the module could not be loaded (a line for

@@ -16,6 +16,7 @@ static struct {
     int (*add)(ht_symbolizer *, uint32_t, const ht_module *);
     int (*lookup)(ht_symbolizer *, uint32_t, uint64_t, ht_frame_sym *, int);
     void (*free_)(ht_symbolizer *);
+    int (*demangle)(const char *, char *, size_t);
     char why[PATH_MAX + 128];
 } api;
 
@@ -56,6 +57,7 @@ static int load(void)
     api.add = (int (*)(ht_symbolizer *, uint32_t, const ht_module *))dlsym(h, "ht_sym_impl_add_module");
     api.lookup = (int (*)(ht_symbolizer *, uint32_t, uint64_t, ht_frame_sym *, int))dlsym(h, "ht_sym_impl_lookup");
     api.free_ = (void (*)(ht_symbolizer *))dlsym(h, "ht_sym_impl_free");
+    api.demangle = (int (*)(const char *, char *, size_t))dlsym(h, "ht_sym_impl_demangle");
     if (!api.new_ || !api.add || !api.lookup || !api.free_) {
         snprintf(api.why, sizeof api.why, "symbols unavailable: libheaptrace-symbols.so lacks its entry points");
         api.new_ = NULL;
@@ -87,4 +89,9 @@ int ht_sym_lookup(ht_symbolizer *s, uint32_t pid, uint64_t addr, ht_frame_sym *o
 void ht_sym_free(ht_symbolizer *s)
 {
     if (s && api.free_) api.free_(s);
+}
+
+int ht_sym_demangle(const char *name, char *out, size_t len)
+{
+    return api.demangle ? api.demangle(name, out, len) : 0;
 }

@@ -220,7 +220,7 @@ CHAIN = {
             ("main", C, "main_inl", False)],
     10003: [("plugin_inner", PL, "plugin_inner", False), ("plugin_alloc", PL, "plugin_alloc", False),
             ("main", C, "main_plugin", False)],
-    10004: [("_Z4makeI6MarkerEPT_v", CXX, "make", False), ("_Z10cxx_callerv", CXX, "cxx_caller", False),
+    10004: [("Marker* make<Marker>()", CXX, "make", False), ("cxx_caller()", CXX, "cxx_caller", False),
             ("cxx_entry", CXX, "cxx_entry", False), ("main", C, "main_cxx", False)],
     10005: [("realloc_site", C, "realloc_site", False), ("main", C, "main_realloc", False)],
 }
@@ -408,11 +408,12 @@ def test_badfp():
 # ---- stripped executable ----
 
 def elf_symbols(path):
-    """[(start, end, name)] of the FUNC symbols of an ELF file."""
-    out = subprocess.run(["nm", "-S", "--defined-only", path], capture_output=True, text=True).stdout
+    """[(start, end, name)] of the FUNC symbols of an ELF file (C++ names
+    demangled, as heaptrace prints them)."""
+    out = subprocess.run(["nm", "-S", "-C", "--defined-only", path], capture_output=True, text=True).stdout
     syms = []
     for line in out.splitlines():
-        p = line.split()
+        p = line.split(None, 3)
         if len(p) == 4 and p[2] in "TtWw":
             syms.append((int(p[0], 16), int(p[0], 16) + int(p[1], 16), p[3]))
     return syms
