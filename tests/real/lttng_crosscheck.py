@@ -318,17 +318,6 @@ def main():
         fresh()
         plain = run(cmd, env=env, cwd=tmp, stdin_path=stdin_path)
         fresh()
-        lenv = dict(env)
-        lenv["LD_PRELOAD"] = wrapper
-        # heaptrace's run has HEAPTRACE_SESSION set: give this one the variable too
-        lenv["HEAPTRACE_SESSION"] = os.path.join(tmp, "no-such-heaptrace-session.sock")
-        pid, rc, out, err, tdir = lttng_record(c, lt, tmp, which, cmd, lenv, tmp, stdin_path)
-        c.eq((rc, out), (plain[0], plain[1]), "%s: exit status and stdout under LTTng == without" % which)
-        events, bins, other = read_lttng(c, which, tdir)
-        if other:
-            print("  info  other LTTng events: %s" % other)
-
-        fresh()
         trace = os.path.join(tmp, which + ".htrace")
         hrc, hout, herr = record(ht, trace, cmd, env=env, cwd=tmp, stdin_path=stdin_path)
         c.eq((hrc, hout), (plain[0], plain[1]), "%s: exit status and stdout under heaptrace == without" % which)
@@ -340,7 +329,30 @@ def main():
         c.eq((d.total("dup_allocs"), d.total("unknown_frees") + d.total("unknown_reallocs")), (0, 0),
              "%s: own replay of the heaptrace dump: (addresses allocated twice while live, unknown frees)"
              % which)
-        compare(c, which, pid, events, bins, d)
+        lenv = dict(env)
+        lenv["LD_PRELOAD"] = wrapper
+        # heaptrace's run has HEAPTRACE_SESSION set: give this one the variable too
+        lenv["HEAPTRACE_SESSION"] = os.path.join(tmp, "no-such-heaptrace-session.sock")
+        # The LTTng side is compared twice at most: once (rarely, about one
+        # run in twenty, with a session daemon just started) LTTng's trace
+        # held one extra never-freed 128 KiB calloc that its own attribution
+        # missed, while heaptrace's replay was clean.  heaptrace's recording
+        # is deterministic, so a heaptrace bug fails both attempts.
+        for attempt in (1, 2):
+            cc = c if attempt == 2 else Checker(c.name + " (LTTng attempt 1)")
+            fresh()
+            pid, rc, out, err, tdir = lttng_record(cc, lt, tmp, which + str(attempt), cmd, lenv, tmp, stdin_path)
+            cc.eq((rc, out), (plain[0], plain[1]), "%s: exit status and stdout under LTTng == without" % which)
+            events, bins, other = read_lttng(cc, which, tdir)
+            if other:
+                print("  info  other LTTng events: %s" % other)
+            compare(cc, which, pid, events, bins, d)
+            shutil.rmtree(tdir, ignore_errors=True)
+            if attempt == 1:
+                if not cc.failed:
+                    c.passed += cc.passed
+                    break
+                print("  info  LTTng attempt 1 disagreed (%s); recording with LTTng once more" % "; ".join(cc.failed))
         if which == "apimix":
             want = {}
             for line in plain[1].decode().splitlines():
