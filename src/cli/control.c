@@ -37,20 +37,6 @@ static void read_comm(pid_t pid, char *out, size_t len)
     fclose(f);
 }
 
-static void read_cmdline(pid_t pid, char *out, size_t len)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d/cmdline", (int)pid);
-    FILE *f = fopen(p, "r");
-    out[0] = 0;
-    if (!f) return;
-    size_t n = fread(out, 1, len - 1, f);
-    fclose(f);
-    out[n] = 0;
-    for (size_t i = 0; i + 1 < n; i++)
-        if (!out[i]) out[i] = ' ';
-}
-
 /* Value of NAME in /proc/PID/environ, into out ("" if unset). */
 static void target_env(pid_t pid, const char *name, char *out, size_t len)
 {
@@ -356,7 +342,7 @@ int ht_cmd_status(int argc, char **argv)
         return 1;
     }
     char cmd[256];
-    read_cmdline(pid, cmd, sizeof cmd);
+    ht_proc_cmdline((uint32_t)pid, cmd, sizeof cmd);
     printf("pid              %d\n", (int)pid);
     printf("command          %s\n", cmd);
     printf("state            %s\n", st.tracing ? "tracing" : "idle");
@@ -397,7 +383,7 @@ static void ps_dir(const char *dir, int *header)
             *header = 1;
         }
         char cmd[256];
-        read_cmdline((pid_t)pid, cmd, sizeof cmd);
+        ht_proc_cmdline((uint32_t)pid, cmd, sizeof cmd);
         printf("%7ld  %-7s  %-30s  %s\n", pid, st.tracing ? "tracing" : "idle", st.tracing ? st.trace : "-", cmd);
     }
     closedir(d);

@@ -288,20 +288,24 @@ static inline uint32_t rec_stack(proc *p, const uint8_t *r, unsigned words, size
     return stack_id(p, h, 0, NULL);
 }
 
-static void read_cmdline(uint32_t pid, char *buf, size_t cap, size_t *len)
+size_t ht_proc_cmdline(uint32_t pid, char *buf, size_t cap)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%u/cmdline", pid);
-    *len = 0;
+    if (cap) buf[0] = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    ssize_t n = read(fd, buf, cap);
+    if (fd < 0 || cap < 2) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    ssize_t n = read(fd, buf, cap - 1);
     close(fd);
-    if (n <= 0) return;
+    if (n <= 0) return 0;
     for (ssize_t i = 0; i < n; i++)
         if (buf[i] == 0) buf[i] = ' ';
     while (n > 0 && buf[n - 1] == ' ') n--;
-    *len = (size_t)n;
+    buf[n] = 0;
+    return (size_t)n;
 }
 
 static int send_session(int fd, uint32_t status, uint32_t flags, uint64_t size, int memfd, int efd)
@@ -376,8 +380,7 @@ static int admit(ht_collector *c, int fd, uint32_t pid, const ht_msg_hello *hell
     snprintf(p->shm->trace_path, sizeof p->shm->trace_path, "%s", c->out_path);
     uint64_t start_ts = now_ts(c); /* before the process can record anything */
     char cmd[4096]; /* and its command line while it waits for us (it may exit fast) */
-    size_t clen;
-    read_cmdline(pid, cmd, sizeof cmd, &clen);
+    size_t clen = ht_proc_cmdline(pid, cmd, sizeof cmd);
     int rc = send_session(fd, HT_PROTO_OK, c->o.follow_forks ? HT_SESS_FOLLOW_FORKS : 0, p->size,
                           p->memfd, p->efd);
     if (rc < 0) {

@@ -67,6 +67,10 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status);
 int ht_collector_attach(ht_collector *c, pid_t pid, const char *sock_path, char *err, size_t errlen);
 
 void ht_collector_stats(const ht_collector *c, ht_collect_stats *s);
+
+/* /proc/PID/cmdline with the arguments separated by spaces, NUL-terminated
+ * within cap; returns its length (0 if unreadable). */
+size_t ht_proc_cmdline(uint32_t pid, char *buf, size_t cap);
 void ht_collector_destroy(ht_collector *c);
 
 #endif

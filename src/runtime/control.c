@@ -77,8 +77,7 @@ void ht__unregister_thread(ht_tls *t)
 
 /* ---- state of the endpoint ---- */
 
-int ht__ctl_fd = -1; /* listening socket */
-#define lfd ht__ctl_fd
+int ht__ctl_fd = -1; /* listening socket of the endpoint */
 static pid_t owner;               /* the pid the endpoint is named after */
 static char sock_path[108];
 static int membarrier_ok;
@@ -273,7 +272,7 @@ static void *listener(void *arg)
     (void)arg;
     ht__tls.nest = 1; /* nothing this thread does is the program's event */
     for (;;) {
-        struct pollfd pf[2] = {{lfd, POLLIN, 0}, {-1, POLLIN, 0}};
+        struct pollfd pf[2] = {{ht__ctl_fd, POLLIN, 0}, {-1, POLLIN, 0}};
         int active = ht__sess.shm != NULL;
         if (active) pf[1].fd = ht__sess.sock_fd;
         int r = poll(pf, 2, active ? 250 : -1);
@@ -289,7 +288,7 @@ static void *listener(void *arg)
         if (r <= 0) continue;
         if (active && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) session_input();
         if (pf[0].revents & POLLIN) {
-            int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+            int fd = accept4(ht__ctl_fd, NULL, NULL, SOCK_CLOEXEC);
             if (fd >= 0) serve(fd);
         }
     }
@@ -303,7 +302,7 @@ static void on_exit_hook(int status, void *arg)
     (void)arg;
     int s = ht__sess.sock_fd;
     if (s >= 0 && getpid() == owner) send_ctl(s, HT_MSG_EXIT, 0, (uint32_t)(status & 0xff) << 8);
-    if (lfd >= 0 && getpid() == owner) unlink(sock_path);
+    if (ht__ctl_fd >= 0 && getpid() == owner) unlink(sock_path);
 }
 
 static void start_listener(void)
@@ -327,7 +326,7 @@ static void start_listener(void)
         close(fd);
         return;
     }
-    lfd = ht__fd_hide(fd);
+    ht__ctl_fd = ht__fd_hide(fd);
     sigset_t all, prev;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &prev);
@@ -342,8 +341,8 @@ static void start_listener(void)
     pthread_attr_destroy(&at);
     pthread_sigmask(SIG_SETMASK, &prev, NULL);
     if (rc != 0) {
-        ht__fd_close(lfd);
-        lfd = -1;
+        ht__fd_close(ht__ctl_fd);
+        ht__ctl_fd = -1;
         unlink(sock_path);
     }
 }
@@ -371,13 +370,13 @@ void ht__control_after_fork(void)
         membarrier_ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
     for (int i = 0; i < REG_MAX; i++) ht_atomic_store_relaxed(&registry[i], NULL);
     collector_pid = 0;
-    if (lfd < 0) return; /* the parent had none (setuid, disabled, failed) */
-    ht__fd_close(lfd);
-    lfd = -1;
+    if (ht__ctl_fd < 0) return; /* the parent had none (setuid, disabled, failed) */
+    ht__fd_close(ht__ctl_fd);
+    ht__ctl_fd = -1;
     start_listener();
 }
 
 __attribute__((destructor)) static void control_fini(void)
 {
-    if (lfd >= 0 && getpid() == owner) unlink(sock_path);
+    if (ht__ctl_fd >= 0 && getpid() == owner) unlink(sock_path);
 }

@@ -45,7 +45,6 @@ static void forget_session(void)
     ht__fd_close(s);
     ht__fd_close(e);
     ht__sess.shm = NULL;
-    ht__sess.sock_fd = ht__sess.event_fd = -1;
 }
 
 static void join_record_session(const char *path);

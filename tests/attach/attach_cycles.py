@@ -35,7 +35,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attach_util import Ctx, check_no_growth, settled_stats, tally, read_summary, parse_stats, file_mode  # noqa: E402
+from attach_util import Ctx, check_no_growth, warmup_baseline, settled_stats, tally, read_summary, parse_stats, file_mode  # noqa: E402
 
 CYCLES = int(os.environ.get("HT_ATTACH_CYCLES", "1000"))
 WARMUP = 20
@@ -216,9 +216,7 @@ def body(x):
         elif kind in ("quick", "check"):
             fails.append("cycle %d: attach wrote no trace file %s" % (i, trace))
         if i + 1 == WARMUP:
-            x.wait_state(pid, "idle", 10)
-            base = settled_stats(pid)
-            print("  info  after %d warm-up cycles: %r" % (WARMUP, base), flush=True)
+            base = warmup_baseline(x, pid, WARMUP)
         if len(fails) > 20:
             break
     secs = time.monotonic() - t_start

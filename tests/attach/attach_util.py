@@ -323,6 +323,14 @@ def proc_stats(pid):
         return None
 
 
+def warmup_baseline(x, pid, cycles):
+    """fds / threads / RSS of PID, idle again, after CYCLES warm-up cycles."""
+    x.wait_state(pid, "idle", 10)
+    base = settled_stats(pid)
+    print("  info  after %d warm-up cycles: %r" % (cycles, base), flush=True)
+    return base
+
+
 def check_no_growth(c, what, base, end):
     """fds and threads of WHAT at the end no more than after the warm-up."""
     if not (base and end):

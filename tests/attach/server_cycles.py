@@ -28,7 +28,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attach_util import Ctx, check_no_growth, tally, settled_stats  # noqa: E402
+from attach_util import Ctx, check_no_growth, warmup_baseline, tally, settled_stats  # noqa: E402
 
 CYCLES = int(os.environ.get("HT_SERVER_CYCLES", "300"))
 WARMUP = 20
@@ -185,9 +185,7 @@ def body(x):
         if os.path.exists(trace):
             os.unlink(trace)
         if i + 1 == WARMUP:
-            x.wait_state(pid, "idle", 10)
-            base = settled_stats(pid)
-            print("  info  after %d warm-up cycles: %r" % (WARMUP, base), flush=True)
+            base = warmup_baseline(x, pid, WARMUP)
         if len(fails) > 20:
             break
     for f in fails[:10]:
