@@ -31,6 +31,7 @@ removed with userdel at the end):
 Without root, the root-only parts are listed as skipped.
 """
 import os
+import socket
 import pwd
 import shutil
 import signal
@@ -74,7 +75,27 @@ def wait_progress(x, path, n, timeout=10):
 
 
 def socks_of(pid, dirs):
-    return [os.path.join(d, "%d.sock" % pid) for d in dirs if os.path.exists(os.path.join(d, "%d.sock" % pid))]
+    """The endpoints <pid>.sock in dirs that something listens on.  A socket
+    file nobody listens on is a stale one, left by an earlier process of the
+    same pid that was killed or exec'd (shared directories such as
+    /tmp/heaptrace-0 collect them across runs); it says nothing about this
+    process."""
+    live = []
+    for d in dirs:
+        path = os.path.join(d, "%d.sock" % pid)
+        if not os.path.exists(path):
+            continue
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            s.connect(path)
+            live.append(path)
+        except ConnectionRefusedError:
+            pass
+        except OSError as e:
+            live.append("%s (%s)" % (path, e.strerror))
+        finally:
+            s.close()
+    return live
 
 
 def any_user_parts(x):
