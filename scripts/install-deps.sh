@@ -12,8 +12,10 @@ PKGS=(
   memcached
   # independent tracer for cross-checks and peer benchmarks
   lttng-tools liblttng-ust-dev babeltrace2 heaptrack hyperfine
-  # stacks and symbols (later issues)
+  # stacks and symbols
   libunwind-dev libdw-dev binutils
+  # profiling (callgrind) and the exports' real consumers: ms_print, go tool pprof
+  valgrind golang-go
 )
 
 missing=()

@@ -14,9 +14,9 @@
 typedef struct stk {
     uint32_t n;        /* return addresses */
     uint64_t *pcs;
-    uint32_t nt;       /* text frames (inlined ones included) */
-    char **text;
-    uint32_t site;     /* index into text of the allocation site */
+    uint32_t nt;       /* frames (inlined ones included) */
+    ht_stk_frame *fr;  /* their strings are owned: text, function, file */
+    uint32_t site;     /* index into fr of the allocation site */
 } stk;
 
 typedef struct rmod { /* for raw frames: module+offset */
@@ -48,8 +48,12 @@ ht_stacktab *ht_stk_new(ht_symbolizer *sym)
 static void stk_free(stk *s)
 {
     if (!s) return;
-    for (uint32_t i = 0; i < s->nt; i++) free(s->text[i]);
-    free(s->text);
+    for (uint32_t i = 0; i < s->nt; i++) {
+        free((char *)s->fr[i].text);
+        free((char *)s->fr[i].function);
+        free((char *)s->fr[i].file);
+    }
+    free(s->fr);
     free(s->pcs);
     free(s);
 }
@@ -123,18 +127,28 @@ static char *xstrdup(const char *s)
     return d;
 }
 
-static int push_text(stk *s, uint32_t *cap, const char *txt)
+/* Appends a frame; the strings are copied (module is the rmod's or the
+ * symbolizer's, which outlive the stack). */
+static int push_frame(stk *s, uint32_t *cap, const char *txt, const ht_stk_frame *f)
 {
     if (s->nt == *cap) {
         uint32_t c = *cap ? *cap * 2 : 16;
-        char **n = realloc(s->text, c * sizeof *n);
+        ht_stk_frame *n = realloc(s->fr, c * sizeof *n);
         if (!n) return -ENOMEM;
-        s->text = n;
+        s->fr = n;
         *cap = c;
     }
-    char *d = xstrdup(txt);
-    if (!d) return -ENOMEM;
-    s->text[s->nt++] = d;
+    ht_stk_frame d = *f;
+    d.text = xstrdup(txt);
+    d.function = f->function ? xstrdup(f->function) : NULL;
+    d.file = f->file ? xstrdup(f->file) : NULL;
+    if (!d.text || (f->function && !d.function) || (f->file && !d.file)) {
+        free((char *)d.text);
+        free((char *)d.function);
+        free((char *)d.file);
+        return -ENOMEM;
+    }
+    s->fr[s->nt++] = d;
     return 0;
 }
 
@@ -160,7 +174,8 @@ static int render(ht_stacktab *t, ptab *p, stk *s)
             if (m) snprintf(buf, sizeof buf, "%s+0x%" PRIx64, m->name, q - m->bias);
             else snprintf(buf, sizeof buf, "0x%" PRIx64, pc);
             if (!site_found && !(m && plumbing(m->name, NULL))) s->site = s->nt, site_found = 1;
-            if (push_text(s, &cap, buf) < 0) return -ENOMEM;
+            ht_stk_frame f = {.pc = pc, .module = m ? m->name : NULL, .module_offset = m ? q - m->bias : q};
+            if (push_frame(s, &cap, buf, &f) < 0) return -ENOMEM;
             continue;
         }
         for (int j = 0; j < k; j++) {
@@ -176,7 +191,10 @@ static int render(ht_stacktab *t, ptab *p, stk *s)
             else
                 snprintf(buf, sizeof buf, "%s+0x%" PRIx64, base(f->module ? f->module : "?"), f->module_offset);
             if (!site_found && !plumbing(f->module, fn)) s->site = s->nt, site_found = 1;
-            if (push_text(s, &cap, buf) < 0) return -ENOMEM;
+            ht_stk_frame sf = {.function = fn, .file = f->file, .line = f->line, .inlined = f->inlined,
+                               .module = f->module ? base(f->module) : NULL, .pc = pc,
+                               .module_offset = f->module_offset};
+            if (push_frame(s, &cap, buf, &sf) < 0) return -ENOMEM;
         }
     }
     if (!site_found) s->site = 0;
@@ -284,7 +302,7 @@ size_t ht_stk_format(ht_stacktab *t, uint32_t pid, uint32_t id, const char *sep,
     if (len) out[0] = 0;
     if (!s || !len) return 0;
     for (uint32_t i = 0; i < s->nt && n + 1 < len; i++) {
-        int w = snprintf(out + n, len - n, "%s%s", i ? sep : "", s->text[i]);
+        int w = snprintf(out + n, len - n, "%s%s", i ? sep : "", s->fr[i].text);
         if (w < 0) break;
         n += (size_t)w;
     }
@@ -296,6 +314,15 @@ size_t ht_stk_site(ht_stacktab *t, uint32_t pid, uint32_t id, char *out, size_t 
     const stk *s = find(t, pid, id);
     if (len) out[0] = 0;
     if (!s || !s->nt || !len) return 0;
-    int w = snprintf(out, len, "%s", s->text[s->site < s->nt ? s->site : 0]);
+    int w = snprintf(out, len, "%s", s->fr[s->site < s->nt ? s->site : 0].text);
     return w < 0 ? 0 : (size_t)w < len ? (size_t)w : len - 1;
+}
+
+int ht_stk_nframes(const ht_stacktab *t, uint32_t pid, uint32_t id, const ht_stk_frame **frames, uint32_t *site)
+{
+    const stk *s = find(t, pid, id);
+    if (!s) return 0;
+    *frames = s->fr;
+    if (site) *site = s->site < s->nt ? s->site : 0;
+    return (int)s->nt;
 }

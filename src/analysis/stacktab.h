@@ -37,6 +37,24 @@ int ht_stk_frames(const ht_stacktab *t, uint32_t pid, uint32_t id, const uint64_
  * their own entries.  Returns the length written (truncated to len-1). */
 size_t ht_stk_format(ht_stacktab *t, uint32_t pid, uint32_t id, const char *sep, char *out, size_t len);
 
+/* One frame of a rendered stack (inlined functions are frames of their own,
+ * sharing their caller's pc).  Strings stay valid until ht_stk_free. */
+typedef struct ht_stk_frame {
+    const char *text;        /* as ht_stk_format prints it */
+    const char *function;    /* demangled name, NULL if unknown */
+    const char *file;        /* source file, NULL if unknown */
+    int line;                /* 0 if unknown */
+    int inlined;             /* 1: inlined into the next frame */
+    const char *module;      /* basename of the object, NULL if no module covers pc */
+    uint64_t pc;             /* the return address */
+    uint64_t module_offset;  /* pc - 1 - load bias (the ELF address of the call) */
+} ht_stk_frame;
+
+/* The frames of stack `id` of process pid, innermost first (0 frames: the
+ * stack is unknown); *site (may be NULL) gets the index of the allocation
+ * site frame (see ht_stk_site). */
+int ht_stk_nframes(const ht_stacktab *t, uint32_t pid, uint32_t id, const ht_stk_frame **frames, uint32_t *site);
+
 /* The first frame of the stack that is not in the allocator's plumbing
  * (libheaptrace, libc's malloc family, libstdc++'s operator new,
  * std::allocator internals): the allocation site.  Same text as one frame

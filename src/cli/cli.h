@@ -12,6 +12,8 @@ int ht_cmd_attach(int argc, char **argv);
 int ht_cmd_detach(int argc, char **argv);
 int ht_cmd_status(int argc, char **argv);
 int ht_cmd_ps(int argc, char **argv);
+int ht_cmd_report(int argc, char **argv);
+int ht_cmd_export(int argc, char **argv);
 
 /* Session options shared by record and attach (record.c). */
 enum { HT_OPT_STACKS = 1000, HT_OPT_DEPTH, HT_OPT_STACK_EVENTS };

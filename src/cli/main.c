@@ -76,6 +76,9 @@ static void usage(FILE *f)
           "  record [options] -- CMD [ARGS...]   run CMD and record its heap events\n"
           "  dump FILE [--format text|csv|jsonl] print every record of a trace\n"
           "  summary FILE                        totals, peak, leaks of a trace\n"
+          "  report FILE [options]               what a trace says: peak, leaks, sites,\n"
+          "                                      histograms, mismatches, time ranges\n"
+          "  export FILE --format F [-o OUT]     pprof, massif, folded stacks, Chrome JSON\n"
           "  attach [options] PID                record a running process (runtime loaded)\n"
           "  detach PID                          end the session recording PID\n"
           "  status PID                          is PID traced; live session figures\n"
@@ -97,6 +100,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "record")) return ht_cmd_record(argc - 1, argv + 1);
     if (!strcmp(cmd, "dump")) return ht_cmd_dump(argc - 1, argv + 1);
     if (!strcmp(cmd, "summary")) return ht_cmd_summary(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return ht_cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return ht_cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "attach")) return ht_cmd_attach(argc - 1, argv + 1);
     if (!strcmp(cmd, "detach")) return ht_cmd_detach(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return ht_cmd_status(argc - 1, argv + 1);
@@ -107,6 +112,8 @@ int main(int argc, char **argv)
             if (!strcmp(argv[2], "record")) return ht_cmd_record(2, h);
             if (!strcmp(argv[2], "dump")) return ht_cmd_dump(2, h);
             if (!strcmp(argv[2], "summary")) return ht_cmd_summary(2, h);
+            if (!strcmp(argv[2], "report")) return ht_cmd_report(2, h);
+            if (!strcmp(argv[2], "export")) return ht_cmd_export(2, h);
             if (!strcmp(argv[2], "attach")) return ht_cmd_attach(2, h);
             if (!strcmp(argv[2], "detach")) return ht_cmd_detach(2, h);
             if (!strcmp(argv[2], "status")) return ht_cmd_status(2, h);

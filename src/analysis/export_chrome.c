@@ -1,0 +1,11 @@
+/* export_chrome.c - see export.h (being written). */
+#include <errno.h>
+
+#include "export.h"
+
+int ht_export_chrome(const ht_export_ctx *x, FILE *out)
+{
+    (void)x;
+    (void)out;
+    return -ENOSYS;
+}
