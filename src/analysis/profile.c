@@ -347,6 +347,9 @@ static void series_new_bucket(ht_prof *p, ht_prof_proc *r, uint64_t ts, uint64_t
 
 static inline void series_add(ht_prof *p, ht_prof_proc *r, uint64_t ts, uint64_t live)
 {
+    /* a stream is in time order; a damaged or hostile one may not be: the
+     * series stays ascending anyway */
+    if (r->nseries && ts < r->series[r->nseries - 1].ts) ts = r->series[r->nseries - 1].ts;
     if (__builtin_expect(r->nseries && ts < r->bucket_end_, 1)) {
         ht_prof_point *m = &r->series[r->bmax_];
         if (live > m->live) {

@@ -81,7 +81,7 @@ typedef struct ht_event {
     uint64_t ts; /* ns since session start */
     uint64_t heap;
     uint64_t addr, size, old_addr, old_size;
-    uint64_t arg[HT_EVENT_ARGS];
+    uint64_t arg[HT_EVENT_ARGS]; /* arg[0..nargs); the rest is unspecified (heap events: nargs 0) */
     uint32_t stack; /* heap events: id of the call stack (a STACK record), 0 if none */
     const char *text; /* not NUL-terminated; valid until the next read */
     uint32_t text_len;

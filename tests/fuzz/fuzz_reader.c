@@ -41,6 +41,8 @@
 #include <zlib.h>
 
 #include "analysis/stacktab.h"
+#include "analysis/export.h"
+#include "analysis/profile.h"
 #include "analysis/summary.h"
 #include "format/format.h"
 
@@ -50,6 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int g_fd = -1;
 static char g_path[4096];
 static FILE *g_null;
+static void check_profile(ht_prof *p, ht_stacktab *tab, const ht_file_header *hdr);
 static volatile uint64_t g_sink; /* keeps the text reads from being optimised out */
 static int g_unlink_at_exit;
 
@@ -146,6 +149,8 @@ static void fuzz_file(const uint8_t *data, size_t size)
     CHECK(rc == 0);
     ht_summary s;
     ht_summary_init(&s);
+    ht_prof prof;
+    ht_prof_init(&prof, &(ht_prof_opts){.have_range = 1, .t0 = 1000, .t1 = 1000000, .series_max = 16});
     ht_stacktab *tab = ht_stk_new(NULL);
     CHECK(tab != NULL);
     ht_event ev;
@@ -157,6 +162,7 @@ static void fuzz_file(const uint8_t *data, size_t size)
         const uint8_t *pay = pay_end - r.chunk.raw_size;
         check_event(&ev, pay, pay_end);
         ht_summary_event(&s, &ev);
+        ht_prof_event(&prof, &ev);
         if (ev.kind == HT_EV_STACK || ev.kind == HT_EV_MODULE) {
             int src = ht_stk_event(tab, &ev);
             CHECK(src == 0 || src == -EBADMSG);
@@ -177,9 +183,48 @@ static void fuzz_file(const uint8_t *data, size_t size)
     CHECK(r.offset <= r.file_size);
     ht_summary_print(&s, g_null);
     ht_summary_print_sites(&s, tab, g_null, 10);
+    check_profile(&prof, tab, &r.hdr);
+    ht_prof_free(&prof);
     ht_stk_free(tab);
     ht_summary_free(&s);
     ht_reader_close(&r);
+}
+
+/* The report's model over whatever the reader yields: its invariants hold
+ * for any input, and every exporter runs over it. */
+static void check_profile(ht_prof *p, ht_stacktab *tab, const ht_file_header *hdr)
+{
+    ht_prof_finish(p);
+    CHECK(!p->oom);
+    uint64_t live = 0, peak = 0, bytes = 0, blocks = 0, lblocks = 0;
+    for (size_t i = 0; i < p->nsites; i++) {
+        const ht_prof_site *x = &p->sites[i];
+        CHECK(x->used);
+        live += x->live_bytes;
+        lblocks += x->live_blocks;
+        peak += x->peak_bytes;
+        bytes += x->bytes;
+        blocks += x->allocs;
+        CHECK(x->live_blocks <= x->allocs && x->temporary <= x->allocs);
+    }
+    CHECK(live == p->live_bytes && lblocks == p->live_blocks);
+    CHECK(peak == p->peak_bytes); /* the sites' values at the peak add up to it */
+    CHECK(bytes == p->bytes_allocated && blocks == p->blocks_allocated);
+    CHECK(p->live_bytes <= p->peak_bytes);
+    for (size_t i = 0; i < p->nprocs; i++) {
+        const ht_prof_proc *r = &p->procs[i];
+        CHECK(r->nseries <= 16);
+        for (uint32_t k = 1; k < r->nseries; k++) CHECK(r->series[k - 1].ts <= r->series[k].ts);
+        for (uint32_t k = 0; k < r->nseries; k++) CHECK(r->series[k].live <= r->peak_bytes);
+    }
+    ht_export_ctx x = {.prof = p, .stk = tab, .hdr = hdr, .trace_path = "fuzz"};
+    for (int v = HT_VALUE_ALLOC_BYTES; v <= HT_VALUE_TEMPORARY; v++) {
+        x.value = v;
+        ht_export_folded(&x, g_null);
+    }
+    ht_export_pprof(&x, g_null);
+    ht_export_massif(&x, g_null);
+    ht_export_chrome(&x, g_null);
 }
 
 /* ---- 2: the same with valid checksums ---- */
@@ -234,7 +279,7 @@ static int same_event(const ht_event *a, const ht_event *b)
         a->addr != b->addr || a->size != b->size || a->old_addr != b->old_addr ||
         a->old_size != b->old_size || a->text_len != b->text_len)
         return 0;
-    for (int i = 0; i < HT_EVENT_ARGS; i++)
+    for (int i = 0; i < a->nargs && i < HT_EVENT_ARGS; i++) /* arg[nargs..] is unspecified */
         if (a->arg[i] != b->arg[i]) return 0;
     if ((a->text == NULL) != (b->text == NULL)) return 0;
     return a->text_len == 0 || memcmp(a->text, b->text, a->text_len) == 0;
