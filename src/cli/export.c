@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../analysis/export.h"
@@ -58,6 +59,13 @@ static void help(void)
           "A damaged trace is exported as far as it is intact; the damage is named on\n"
           "stderr and the exit status is 1.\n",
           stdout);
+}
+
+static mode_t current_umask(void)
+{
+    mode_t m = umask(0);
+    umask(m);
+    return m;
 }
 
 int ht_cmd_export(int argc, char **argv)
@@ -140,18 +148,37 @@ int ht_cmd_export(int argc, char **argv)
         return 2;
     }
     const char *path = argv[optind];
-    /* open the output first: an unwritable one fails before the long pass */
-    FILE *out = to_stdout ? stdout : fopen(out_path, "w");
-    if (!out) {
-        ht_err("export: cannot write %s: %s", out_path, strerror(errno));
-        return 1;
+    /* Open the output first: an unwritable one fails before the long pass.
+     * A regular file (or a new one) is written under a temporary name and
+     * renamed into place at the end, so a failed export leaves no partial
+     * file and an existing one untouched; anything else (a device, a pipe)
+     * is written directly and never removed. */
+    FILE *out = stdout;
+    char tmp[4096] = "";
+    if (!to_stdout) {
+        struct stat st;
+        if (stat(out_path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            out = fopen(out_path, "w");
+        } else if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", out_path) >= (int)sizeof tmp) {
+            errno = ENAMETOOLONG;
+            out = NULL;
+        } else {
+            int fd = mkstemp(tmp);
+            if (fd >= 0) fchmod(fd, 0666 & ~current_umask());
+            out = fd >= 0 ? fdopen(fd, "w") : NULL;
+            if (!out && fd >= 0) close(fd), unlink(tmp);
+        }
+        if (!out) {
+            ht_err("export: cannot write %s: %s", out_path, strerror(errno));
+            return 1;
+        }
     }
     ht_analysis a;
     int rc = ht_analyze(path, &po, &so, &a);
     if (rc) {
         if (!to_stdout) {
             fclose(out);
-            unlink(out_path);
+            if (tmp[0]) unlink(tmp);
         }
         return rc;
     }
@@ -160,10 +187,11 @@ int ht_cmd_export(int argc, char **argv)
     int werr = fflush(out) != 0 || ferror(out);
     int serr = errno;
     if (!to_stdout && fclose(out) != 0 && !werr) werr = 1, serr = errno;
+    if (!werr && e >= 0 && tmp[0] && rename(tmp, out_path) != 0) werr = 1, serr = errno;
     if (e < 0 || werr) {
         ht_err("export: writing %s failed: %s", to_stdout ? "standard output" : out_path,
                strerror(e < 0 && e != -EIO ? -e : serr ? serr : EIO));
-        if (!to_stdout) unlink(out_path);
+        if (tmp[0]) unlink(tmp);
         ht_analysis_free(&a);
         return 1;
     }
