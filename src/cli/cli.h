@@ -38,6 +38,10 @@ int ht_run_session(struct ht_collector *col, int pid, int *status, struct ht_col
 void ht_print_session_stats(const char *what, const char *path, const struct ht_collect_stats *st,
                             double cpu_s);
 
+/* The option getopt just refused, as the user wrote it ("-x" inside a
+ * cluster such as "-xyz", or the whole "--long" word). */
+const char *ht_optname(char **argv);
+
 /* "heaptrace: <fmt>\n" on stderr. */
 void ht_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -217,7 +217,7 @@ int ht_cmd_attach(int argc, char **argv)
             ht_err("attach: option '%s' needs a value; see 'heaptrace attach --help'", argv[optind - 1]);
             return 2;
         default:
-            ht_err("attach: unknown option '%s'; see 'heaptrace attach --help'", argv[optind - 1]);
+            ht_err("attach: unknown option '%s'; see 'heaptrace attach --help'", ht_optname(argv));
             return 2;
         }
     }

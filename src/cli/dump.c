@@ -219,7 +219,7 @@ int ht_cmd_dump(int argc, char **argv)
             continue;
         }
         if (c != 'F') {
-            ht_err("dump: unknown option '%s'; see 'heaptrace dump --help'", argv[optind - 1]);
+            ht_err("dump: unknown option '%s'; see 'heaptrace dump --help'", ht_optname(argv));
             return 2;
         }
         if (!strcmp(optarg, "text")) fmt = FMT_TEXT;

@@ -124,7 +124,7 @@ int ht_cmd_export(int argc, char **argv)
             po.have_heap = 1;
             break;
         case ':': ht_err("export: option '%s' needs a value", argv[optind - 1]); return 2;
-        default: ht_err("export: unknown option '%s'; see 'heaptrace export --help'", argv[optind - 1]); return 2;
+        default: ht_err("export: unknown option '%s'; see 'heaptrace export --help'", ht_optname(argv)); return 2;
         }
     }
     if (optind != argc - 1) {

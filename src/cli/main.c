@@ -1,5 +1,6 @@
 /* main.c - the heaptrace command: verb dispatch, help, shared helpers. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,17 @@ void ht_err(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+const char *ht_optname(char **argv)
+{
+    static char buf[3];
+    if (optopt > 0 && optopt < 128) { /* a short option, maybe inside a cluster: argv[optind-1] is not it */
+        buf[0] = '-';
+        buf[1] = (char)optopt;
+        return buf;
+    }
+    return argv[optind - 1];
 }
 
 int ht_parse_size(const char *s, uint64_t *out)

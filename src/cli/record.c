@@ -270,7 +270,7 @@ int ht_cmd_record(int argc, char **argv)
             ht_err("record: option '%s' needs a value; see 'heaptrace record --help'", argv[optind - 1]);
             return 2;
         default:
-            ht_err("record: unknown option '%s'; see 'heaptrace record --help'", argv[optind - 1]);
+            ht_err("record: unknown option '%s'; see 'heaptrace record --help'", ht_optname(argv));
             return 2;
         }
     }

@@ -586,7 +586,7 @@ int ht_cmd_report(int argc, char **argv)
             break;
         case O_JSON: r.json = 1; break;
         case ':': ht_err("report: option '%s' needs a value", argv[optind - 1]); return 2;
-        default: ht_err("report: unknown option '%s'; see 'heaptrace report --help'", argv[optind - 1]); return 2;
+        default: ht_err("report: unknown option '%s'; see 'heaptrace report --help'", ht_optname(argv)); return 2;
         }
     }
     if (optind != argc - 1) {

@@ -18,6 +18,8 @@ PART:
             as the oracle restricted the same way.
   bad       bad options, missing and truncated traces: one line on stderr,
             the right exit status, the intact part still reported.
+  progress  a long report with stderr on a terminal (a pty) shows and
+            erases a progress line; with stderr elsewhere it prints none.
 """
 import csv
 import io
@@ -446,10 +448,44 @@ def part_bad(ht, prog, demo, tmp):
     check(r.returncode == 0 and "--range" in r.stdout and "--json" in r.stdout, "report --help")
 
 
+def part_progress(ht, prog, demo, tmp):
+    """On a terminal, a long report shows a progress line on stderr (and
+    erases it); elsewhere stderr stays empty."""
+    import pty
+    import select
+    trace = os.path.join(tmp, "many.htrace")
+    r = run([ht, "record", "-q", "-o", trace, "--", prog, "many", "15000000"])
+    if not check(r.returncode == 0, "record of 15M pairs (%s)" % r.stderr[-200:]):
+        return
+    master, slave = pty.openpty()
+    p = subprocess.Popen([ht, "report", trace], stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    got = b""
+    while True:
+        rl, _, _ = select.select([master], [], [], 60)
+        if not rl:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    p.wait(timeout=60)
+    os.close(master)
+    eq(p.returncode, 0, "report with stderr on a terminal: exit status")
+    check(b"\rreading " in got and b"records)" in got, "a progress line on the terminal: %r" % got[:120])
+    check(got.endswith(b"\r\x1b[K"), "the progress line is erased at the end: %r" % got[-20:])
+    r = run([ht, "report", trace])
+    eq(r.stderr, "", "stderr not a terminal: no progress line")
+
+
 def main():
     part, ht, prog, demo = sys.argv[1:5]
     with tempfile.TemporaryDirectory(prefix="ht-report-") as tmp:
-        {"oracle": part_oracle, "known": part_known, "filters": part_filters, "bad": part_bad}[part](ht, prog, demo,
+        {"oracle": part_oracle, "known": part_known, "filters": part_filters, "bad": part_bad,
+         "progress": part_progress}[part](ht, prog, demo,
                                                                                                     tmp)
     print("report %s: %s" % (part, "FAILED (%d)" % failures if failures else "passed"))
     sys.exit(1 if failures else 0)

@@ -10,6 +10,8 @@
 //                               free and a free of an address it never gave,
 //                               then destroyed with POOL_LIVE blocks in it
 //   end                         LEAK_N blocks of LEAK_SZ bytes left live at leak_blocks
+//
+// `rep_prog many N` instead makes N malloc/free pairs (a long trace).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -81,8 +83,17 @@ __attribute__((noinline)) static void leak_blocks(void)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "many")) { // a long trace: N pairs, a ring of 64 live blocks
+        long n = atol(argv[2]);
+        static void *ring[64];
+        for (long i = 0; i < n; i++) {
+            do_free(ring[i & 63]);
+            ring[i & 63] = do_malloc(16 + (i & 255));
+        }
+        return 0;
+    }
     static void *v[PEAK_N];
     ht_marker("phase1");
     temporaries();
