@@ -33,20 +33,26 @@ REPO = os.path.dirname(HERE)
 
 
 def timed(argv, stdin=None, stdout=subprocess.DEVNULL, env=None):
-    """(wall seconds, max RSS KiB, exit status) of one run."""
+    """(wall seconds, max RSS KiB) of one run.  The peak RSS comes from GNU
+    time: a child spawned from Python starts on Python's own memory (vfork),
+    which exec folds into its ru_maxrss; GNU time's child is forked from a
+    small process."""
     fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
+    rssf = tempfile.NamedTemporaryFile(prefix="ht-rss-", mode="r")
     t = time.monotonic()
-    p = subprocess.Popen(argv, stdin=fin, stdout=stdout, stderr=subprocess.PIPE, env=env)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.monotonic() - t
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p = subprocess.Popen(["/usr/bin/time", "-o", rssf.name, "-f", "%M"] + argv, stdin=fin, stdout=stdout,
+                         stderr=subprocess.PIPE, env=env)
     err = p.stderr.read().decode(errors="replace")
+    p.wait()
+    wall = time.monotonic() - t
     p.stderr.close()
     if fin is not subprocess.DEVNULL:
         fin.close()
     if p.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), p.returncode, err[-500:]))
-    return wall, ru.ru_maxrss
+    rss = int(rssf.read().split()[-1])
+    rssf.close()
+    return wall, rss
 
 
 def median_run(argv, runs, **kw):
@@ -172,14 +178,18 @@ def main():
                                                     d["peak"]["bytes"]))
             L.append("| leaked | %s | %d B |" % (hp_num(r"total memory leaked: ([^\n]+)"), d["leaks"]["bytes"]))
             top_hp = re.search(r"MOST CALLS TO ALLOCATION FUNCTIONS\n(\d+) calls to allocation functions with "
-                               r"[^\n]*\n  ([^\n]+)", hpt)
+                               r"[^\n]*\n([^\n]+)\n  ([^\n]+)", hpt)
             L.append("| top site by calls | %s | %s |" % (
-                ("%s calls: %s" % (top_hp.group(1), top_hp.group(2)[:80])) if top_hp else "?",
+                ("%s calls: %s %s" % (top_hp.group(1), top_hp.group(2)[:60], top_hp.group(3).strip()[:60]))
+                if top_hp else "?",
                 ("%d calls: %s" % (d["top_allocations"][0]["allocations"], d["top_allocations"][0]["site"][:80]))
                 if d["top_allocations"] else "?"))
-            top_pk = re.search(r"PEAK MEMORY CONSUMERS\n([^\n]+) peak memory consumed over[^\n]*\n  ([^\n]+)", hpt)
-            L.append("| top site at the peak | %s | %s |" % (
-                ("%s: %s" % (top_pk.group(1), top_pk.group(2)[:80])) if top_pk else "?",
+            top_pk = re.search(r"PEAK MEMORY CONSUMERS\n([^ ]+) peak memory consumed over[^\n]*\n([^\n]+)\n  ([^\n]+)",
+                               hpt)
+            L.append("| top site by peak (heaptrack: the site's own highest; heaptrace: its share at the peak) "
+                     "| %s | %s |" % (
+                ("%s: %s %s" % (top_pk.group(1), top_pk.group(2)[:60], top_pk.group(3).strip()[:60]))
+                if top_pk else "?",
                 ("%d B: %s" % (d["peak_sites"][0]["peak_bytes"], d["peak_sites"][0]["site"][:80]))
                 if d["peak_sites"] else "?"))
     text = "\n".join(L) + "\n"

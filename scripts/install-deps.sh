@@ -11,7 +11,7 @@ PKGS=(
   # attach tests: a real server traced while it runs
   memcached
   # independent tracer for cross-checks and peer benchmarks
-  lttng-tools liblttng-ust-dev babeltrace2 heaptrack hyperfine
+  lttng-tools liblttng-ust-dev babeltrace2 heaptrack hyperfine time
   # stacks and symbols
   libunwind-dev libdw-dev binutils
   # profiling (callgrind) and the exports' real consumers: ms_print, go tool pprof

@@ -102,14 +102,14 @@ static int blk_rehash(ht_prof *p, size_t cap, int drop_dead)
  * where it would go.  Makes room first, so the slot can be filled. */
 static ht_pblk *blk_slot(ht_prof *p, uint32_t pid, uint32_t heap, uint64_t addr)
 {
-    if ((p->nblk_live_ + p->nblk_dead_ + 1) * 4 > p->capblk_ * 3) {
+    if ((p->nblk_live_ + p->nblk_dead_ + 1) * 2 > p->capblk_) {
         /* freed blocks are only kept while they are fewer than the live
          * ones: memory follows the live set, and double frees are
          * recognised among the recently freed addresses */
         int drop = p->nblk_dead_ > p->nblk_live_;
         size_t need = (drop ? p->nblk_live_ : p->nblk_live_ + p->nblk_dead_) + 1;
         size_t cap = p->capblk_ ? p->capblk_ : 4096;
-        while (need * 2 > cap) cap *= 2;
+        while (need * 4 > cap) cap *= 2; /* at most a quarter full after it */
         if (blk_rehash(p, cap, drop) < 0) return NULL;
     }
     size_t mask = p->capblk_ - 1, j = bhash(pid, heap, addr) & mask;
@@ -313,6 +313,13 @@ static inline ht_prof_heap *heap_find(ht_prof *p, uint32_t pid, uint64_t heap)
 
 /* ---- memory over time ---- */
 
+/* The end of ts's bucket, saturating (a hostile trace's times reach 2^64). */
+static inline uint64_t bucket_end(uint64_t ts, uint64_t step)
+{
+    uint64_t q = ts / step + 1;
+    return q > UINT64_MAX / step ? UINT64_MAX : q * step;
+}
+
 /* Merges the points into buckets of the (doubled) step: per bucket its
  * highest point and its last one, in time order. */
 static void series_rebucket(ht_prof_proc *r)
@@ -323,7 +330,7 @@ static void series_rebucket(ht_prof_proc *r)
     for (uint32_t i = 0; i < r->nseries; i++) {
         ht_prof_point pt = r->series[i];
         if (w == 0 || pt.ts >= end) {
-            end = (pt.ts / r->series_step_ + 1) * r->series_step_;
+            end = bucket_end(pt.ts, r->series_step_);
             r->series[w] = pt;
             bmax = blast = w++;
         } else if (pt.live > r->series[bmax].live) {
@@ -371,6 +378,11 @@ static inline void series_add(ht_prof *p, ht_prof_proc *r, uint64_t ts, uint64_t
 static void series_new_bucket(ht_prof *p, ht_prof_proc *r, uint64_t ts, uint64_t live)
 {
     while (r->nseries + 2 > p->opt.series_max) {
+        if (r->series_step_ >= (1ull << 62)) { /* one bucket spans all times: keep the max and the last */
+            r->series[0] = r->series[r->bmax_].live >= live ? r->series[r->bmax_] : (ht_prof_point){ts, live};
+            r->nseries = 1;
+            break;
+        }
         r->series_step_ *= 2;
         series_rebucket(r);
     }
@@ -385,7 +397,7 @@ static void series_new_bucket(ht_prof *p, ht_prof_proc *r, uint64_t ts, uint64_t
         r->series = n;
         r->cap_series_ = c;
     }
-    r->bucket_end_ = (ts / r->series_step_ + 1) * r->series_step_;
+    r->bucket_end_ = bucket_end(ts, r->series_step_);
     r->series[r->nseries] = (ht_prof_point){ts, live};
     r->bmax_ = r->blast_ = r->nseries++;
 }
@@ -546,8 +558,7 @@ static void allocate(ht_prof *p, ht_prof_proc *r, ht_prof_thread *t, ht_prof_hea
     s->live_bytes += ev->size;
     p->blocks_allocated++;
     p->bytes_allocated += ev->size;
-    p->api_bytes[ev->api < HT_API_COUNT ? ev->api : 0] += ev->size;
-    p->source_bytes[ev->source & 7] += ev->size;
+    p->bytes_[ev->api < HT_API_COUNT ? ev->api : 0][ev->source & 7] += ev->size;
     int k = size_bucket(ev->size);
     p->size_count[k]++;
     p->size_bytes[k] += ev->size;
@@ -612,11 +623,10 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
     if (ev->ts < r->first_ts) r->first_ts = ev->ts;
     if (ev->ts > r->last_ts) r->last_ts = ev->ts;
     if (heap_ev) {
-        p->heap_events++;
-        p->kind_count[ev->kind]++;
-        p->api_count[ev->api < HT_API_COUNT ? ev->api : 0]++;
-        p->source_count[ev->source & 7]++;
-        if (ev->stack) p->have_stacks = 1;
+        /* one counter per (kind, api, source): the totals by kind, api and
+         * Source are summed from it at the end */
+        p->cnt_[ev->kind][ev->api < HT_API_COUNT ? ev->api : 0][ev->source & 7]++;
+        p->have_stacks |= ev->stack != 0;
         ht_prof_thread *t = thread_of(p, ev->pid, ev->tid);
         ht_prof_heap *h = heap_of(p, ev->pid, ev->heap);
         uint64_t before = r->live_bytes;
@@ -719,6 +729,19 @@ void ht_prof_finish(ht_prof *p)
 {
     if (p->finished_) return;
     p->finished_ = 1;
+    for (unsigned k = 1; k < 4; k++)
+        for (unsigned a = 0; a < HT_API_COUNT; a++)
+            for (unsigned x = 0; x < 8; x++) {
+                uint64_t c = p->cnt_[k][a][x];
+                p->heap_events += c;
+                p->kind_count[k] += c;
+                p->api_count[a] += c;
+                p->source_count[x] += c;
+                if (k == 1) {
+                    p->api_bytes[a] += p->bytes_[a][x];
+                    p->source_bytes[x] += p->bytes_[a][x];
+                }
+            }
     if (p->first_ts == UINT64_MAX) p->first_ts = 0;
     for (size_t i = 0; i < p->nsites; i++) site_touch(p, &p->sites[i]);
     if (p->opt.have_range) /* blocks live at the end: live at t1 if allocated before it */

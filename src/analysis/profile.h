@@ -124,7 +124,7 @@ typedef struct ht_prof_mismatch_ex {
 typedef struct ht_prof {
     ht_prof_opts opt;
     /* totals */
-    uint64_t records, heap_events;
+    uint64_t records, heap_events;          /* heap_events and the tables below: after finish */
     uint64_t kind_count[4];                 /* by kind 1..3 (ALLOC, FREE, REALLOC) */
     uint64_t api_count[HT_API_COUNT];       /* heap events by api */
     uint64_t api_bytes[HT_API_COUNT];       /* bytes allocated by api */
@@ -167,6 +167,8 @@ typedef struct ht_prof {
     size_t nmarkers;
     int oom;                                /* memory ran out: results incomplete */
     /* private */
+    uint64_t cnt_[4][HT_API_COUNT][8];      /* heap events by kind, api, source */
+    uint64_t bytes_[HT_API_COUNT][8];       /* bytes allocated by api, source */
     uint64_t epoch_;
     struct ht_pblk *blk_;                   /* blocks: live ones, and freed ones (double frees) */
     size_t capblk_, nblk_live_, nblk_dead_;
