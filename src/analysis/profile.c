@@ -10,8 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A block of the trace: live (state 1) or freed (state 2, kept to tell a
- * double free from a free of an unknown address). */
+/* A live block of the trace. */
 typedef struct ht_pblk {
     uint64_t addr, size, ts;
     uint32_t pid, heap;
@@ -19,7 +18,12 @@ typedef struct ht_pblk {
     uint8_t state, api;
 } ht_pblk;
 
-enum { B_EMPTY = 0, B_LIVE = 1, B_DEAD = 2 };
+enum { B_EMPTY = 0, B_LIVE = 1 };
+
+/* A recently released address (key = pid << 32 | heap); addr 0: none. */
+typedef struct ht_pfreed {
+    uint64_t addr, key;
+} ht_pfreed;
 
 static inline uint64_t mix(uint64_t h)
 {
@@ -60,6 +64,7 @@ void ht_prof_free(ht_prof *p)
     free(p->site_idx_);
     free(p->thr_idx_);
     free(p->blk_);
+    free(p->freed_);
     memset(p, 0, sizeof *p);
 }
 
@@ -76,17 +81,33 @@ static int grow_arr(void **arr, size_t *cap, size_t n, size_t elem)
     return 0;
 }
 
-/* ---- the block table ---- */
+/* ---- the block table ----
+ *
+ * Live blocks only, open addressing with linear probing at most half full,
+ * deletion by backward shift (no tombstones): memory follows the live set
+ * and probes stay short.  Released addresses go into a fixed direct-mapped
+ * cache (HT_FREED_CACHE entries, 256 KiB), which tells a double free (an address
+ * released again, not allocated since) from a free of an address the trace
+ * never allocated, among the recently released ones. */
 
-/* Rebuilds into cap slots, dropping freed blocks if drop_dead. */
-static int blk_rehash(ht_prof *p, size_t cap, int drop_dead)
+#define HT_FREED_CACHE 16384
+
+static int blk_grow(ht_prof *p)
 {
+    size_t cap = p->capblk_ ? p->capblk_ * 2 : 4096;
     ht_pblk *n = calloc(cap, sizeof *n);
     if (!n) return -1;
+    if (!p->freed_) {
+        p->freed_ = calloc(HT_FREED_CACHE, sizeof *p->freed_);
+        if (!p->freed_) {
+            free(n);
+            return -1;
+        }
+    }
     size_t mask = cap - 1;
     for (size_t i = 0; i < p->capblk_; i++) {
         ht_pblk *b = &p->blk_[i];
-        if (b->state == B_EMPTY || (drop_dead && b->state == B_DEAD)) continue;
+        if (b->state == B_EMPTY) continue;
         size_t j = bhash(b->pid, b->heap, b->addr) & mask;
         while (n[j].state) j = (j + 1) & mask;
         n[j] = *b;
@@ -94,25 +115,15 @@ static int blk_rehash(ht_prof *p, size_t cap, int drop_dead)
     free(p->blk_);
     p->blk_ = n;
     p->capblk_ = cap;
-    if (drop_dead) p->nblk_dead_ = 0;
     return 0;
 }
 
-/* The slot of (pid, heap, addr): found (state != EMPTY) or the empty slot
- * where it would go.  Makes room first, so the slot can be filled. */
-static ht_pblk *blk_slot(ht_prof *p, uint32_t pid, uint32_t heap, uint64_t addr)
+/* The slot of (pid, heap, addr): found (state LIVE) or the empty slot where
+ * it would go.  Makes room first, so the slot can be filled. */
+static ht_pblk *blk_slot(ht_prof *p, uint64_t h, uint32_t pid, uint32_t heap, uint64_t addr)
 {
-    if ((p->nblk_live_ + p->nblk_dead_ + 1) * 2 > p->capblk_) {
-        /* freed blocks are only kept while they are fewer than the live
-         * ones: memory follows the live set, and double frees are
-         * recognised among the recently freed addresses */
-        int drop = p->nblk_dead_ > p->nblk_live_;
-        size_t need = (drop ? p->nblk_live_ : p->nblk_live_ + p->nblk_dead_) + 1;
-        size_t cap = p->capblk_ ? p->capblk_ : 4096;
-        while (need * 4 > cap) cap *= 2; /* at most a quarter full after it */
-        if (blk_rehash(p, cap, drop) < 0) return NULL;
-    }
-    size_t mask = p->capblk_ - 1, j = bhash(pid, heap, addr) & mask;
+    if ((p->nblk_live_ + 1) * 2 > p->capblk_ && blk_grow(p) < 0) return NULL;
+    size_t mask = p->capblk_ - 1, j = h & mask;
     for (;;) {
         ht_pblk *b = &p->blk_[j];
         if (b->state == B_EMPTY || (b->addr == addr && b->pid == pid && b->heap == heap)) return b;
@@ -120,10 +131,10 @@ static ht_pblk *blk_slot(ht_prof *p, uint32_t pid, uint32_t heap, uint64_t addr)
     }
 }
 
-static ht_pblk *blk_find(ht_prof *p, uint32_t pid, uint32_t heap, uint64_t addr)
+static ht_pblk *blk_find(ht_prof *p, uint64_t h, uint32_t pid, uint32_t heap, uint64_t addr)
 {
     if (!p->capblk_) return NULL;
-    size_t mask = p->capblk_ - 1, j = bhash(pid, heap, addr) & mask;
+    size_t mask = p->capblk_ - 1, j = h & mask;
     for (;;) {
         ht_pblk *b = &p->blk_[j];
         if (b->state == B_EMPTY) return NULL;
@@ -131,6 +142,27 @@ static ht_pblk *blk_find(ht_prof *p, uint32_t pid, uint32_t heap, uint64_t addr)
         j = (j + 1) & mask;
     }
 }
+
+/* Removes b; a block from further along its probe run may move into b's
+ * slot (callers that walk the table look at the slot again). */
+static void blk_delete(ht_prof *p, ht_pblk *b)
+{
+    size_t i = (size_t)(b - p->blk_), mask = p->capblk_ - 1, j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        ht_pblk *c = &p->blk_[j];
+        if (c->state == B_EMPTY) break;
+        size_t home = bhash(c->pid, c->heap, c->addr) & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) { /* home not in (i, j]: c may fill the hole */
+            p->blk_[i] = *c;
+            i = j;
+        }
+    }
+    p->blk_[i].state = B_EMPTY;
+    p->nblk_live_--;
+}
+
+static inline ht_pfreed *freed_slot(ht_prof *p, uint64_t h) { return &p->freed_[(h >> 20) & (HT_FREED_CACHE - 1)]; }
 
 /* ---- sites ---- */
 
@@ -493,20 +525,19 @@ static void block_end(ht_prof *p, ht_prof_proc *r, ht_pblk *b, uint64_t ts)
         if (b->ts >= t0 && b->ts < t1) range_add(p, s, ts < t1 ? HT_RANGE_AIFI : HT_RANGE_AIFO, b->size);
         else if (b->ts < t0 && ts >= t0) range_add(p, s, ts < t1 ? HT_RANGE_AOFI : HT_RANGE_AOFO, b->size);
     }
-    b->state = B_DEAD;
-    p->nblk_live_--;
-    p->nblk_dead_++;
 }
 
 /* Releases the block at addr (a free, or the old block of a realloc).
  * Returns the block's size, or -1 if it was not live. */
 static int64_t release(ht_prof *p, ht_prof_proc *r, const ht_event *ev, uint64_t addr, int fam, int is_realloc)
 {
-    ht_pblk *b = blk_find(p, ev->pid, (uint32_t)ev->heap, addr);
+    uint64_t h = bhash(ev->pid, (uint32_t)ev->heap, addr);
+    ht_pblk *b = blk_find(p, h, ev->pid, (uint32_t)ev->heap, addr);
     int temporary = r && r->last_alloc_ == addr && r->last_alloc_heap_ == (uint32_t)ev->heap && addr;
     if (r) r->last_alloc_ = 0;
-    if (!b || b->state != B_LIVE) {
-        if (b) p->double_frees++;
+    if (!b) {
+        ht_pfreed *f = p->freed_ ? freed_slot(p, h) : NULL;
+        if (f && f->addr == addr && f->key == ((uint64_t)ev->pid << 32 | (uint32_t)ev->heap)) p->double_frees++;
         else if (is_realloc) p->unknown_reallocs++;
         else p->unknown_frees++;
         return -1;
@@ -528,20 +559,26 @@ static int64_t release(ht_prof *p, ht_prof_proc *r, const ht_event *ev, uint64_t
     }
     uint64_t size = b->size;
     block_end(p, r, b, ev->ts);
+    *freed_slot(p, h) = (ht_pfreed){addr, (uint64_t)ev->pid << 32 | (uint32_t)ev->heap};
+    blk_delete(p, b);
     return (int64_t)size;
 }
 
 static void allocate(ht_prof *p, ht_prof_proc *r, ht_prof_thread *t, ht_prof_heap *h, const ht_event *ev)
 {
     ht_prof_site *s = site_of(p, ev->pid, ev->stack);
-    ht_pblk *b = blk_slot(p, ev->pid, (uint32_t)ev->heap, ev->addr);
+    uint64_t hh = bhash(ev->pid, (uint32_t)ev->heap, ev->addr);
+    ht_pblk *b = blk_slot(p, hh, ev->pid, (uint32_t)ev->heap, ev->addr);
     if (!s || !b) {
         p->oom = 1;
         return;
     }
     if (b->state == B_LIVE) /* allocated again without a free we saw: the old block is gone */
         block_end(p, r, b, ev->ts);
-    if (b->state == B_DEAD) p->nblk_dead_--;
+    else
+        p->nblk_live_++;
+    ht_pfreed *f = freed_slot(p, hh); /* allocated again: no longer a released address */
+    if (f->addr == ev->addr) f->addr = 0, f->key = 0;
     b->addr = ev->addr;
     b->pid = ev->pid;
     b->heap = (uint32_t)ev->heap;
@@ -550,7 +587,6 @@ static void allocate(ht_prof *p, ht_prof_proc *r, ht_prof_thread *t, ht_prof_hea
     b->api = ev->api;
     b->site = (uint32_t)(s - p->sites);
     b->state = B_LIVE;
-    p->nblk_live_++;
     site_touch(p, s);
     s->allocs++;
     s->bytes += ev->size;
@@ -595,8 +631,12 @@ static void heap_destroy(ht_prof *p, ht_prof_proc *r, const ht_event *ev)
     if (h) h->destroyed = 1;
     for (size_t i = 0; i < p->capblk_; i++) {
         ht_pblk *b = &p->blk_[i];
-        if (b->state == B_LIVE && b->pid == ev->pid && b->heap == (uint32_t)ev->heap) {
+        /* a deletion may shift another block into slot i: look again */
+        while (b->state == B_LIVE && b->pid == ev->pid && b->heap == (uint32_t)ev->heap) {
             block_end(p, r, b, ev->ts);
+            uint64_t hf = bhash(b->pid, b->heap, b->addr);
+            *freed_slot(p, hf) = (ht_pfreed){b->addr, (uint64_t)b->pid << 32 | b->heap};
+            blk_delete(p, b);
             p->destroyed_blocks++;
             if (h) h->destroyed_blocks++;
         }

@@ -26,7 +26,8 @@
  *  - unknown free: a free (or realloc) of an address that no allocation of
  *    the trace produced: allocated before the session, or invalid.
  *    A double free: an address freed again after it was freed in the trace
- *    and not allocated since.  The two are counted apart.
+ *    and not allocated since (among the recently freed addresses: a fixed
+ *    cache of them, see profile.c).  The two are counted apart.
  *  - mismatch: a block released by the wrong family (free of new/new[],
  *    delete of malloc'ed or new[] memory, delete[] of malloc'ed or new).
  *  - range classes (WPA), for a window [t0, t1): AIFI allocated and freed
@@ -170,8 +171,9 @@ typedef struct ht_prof {
     uint64_t cnt_[4][HT_API_COUNT][8];      /* heap events by kind, api, source */
     uint64_t bytes_[HT_API_COUNT][8];       /* bytes allocated by api, source */
     uint64_t epoch_;
-    struct ht_pblk *blk_;                   /* blocks: live ones, and freed ones (double frees) */
-    size_t capblk_, nblk_live_, nblk_dead_;
+    struct ht_pblk *blk_;                   /* the live blocks */
+    size_t capblk_, nblk_live_;
+    struct ht_pfreed *freed_;               /* recently released addresses (double frees) */
     uint32_t *site_idx_;                    /* (pid, stack) -> index + 1 */
     size_t capsite_idx_;
     uint32_t *thr_idx_;                     /* (pid, tid) -> index + 1 */
