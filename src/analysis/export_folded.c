@@ -73,22 +73,6 @@ static uint64_t value_of(const ht_prof_site *t, int what)
     }
 }
 
-/* More than one process in the profile: each stack gets its process as
- * the root frame, so that the processes are flames of their own. */
-static int multi_process(const ht_prof *p)
-{
-    if (p->nprocs > 1) return 1;
-    int have = 0;
-    uint32_t pid = 0;
-    for (size_t i = 0; i < p->capsites; i++) {
-        const ht_prof_site *t = &p->sites[i];
-        if (!t->used) continue;
-        if (have && t->pid != pid) return 1;
-        have = 1, pid = t->pid;
-    }
-    return 0;
-}
-
 /* "cmd (pid)": the program's name, the first word of its command line
  * without the directory, as ps shows it. */
 static int root_frame(sbuf *b, const ht_prof *p, uint32_t pid)
@@ -116,7 +100,7 @@ static int line_cmp(const void *a, const void *b)
 int ht_export_folded(const ht_export_ctx *x, FILE *out)
 {
     const ht_prof *p = x->prof;
-    int multi = multi_process(p), rc = 0;
+    int multi = ht_prof_processes(p) > 1, rc = 0;
     line *v = malloc((p->nsites ? p->nsites : 1) * sizeof *v);
     if (!v) return -ENOMEM;
     size_t nv = 0;

@@ -419,21 +419,6 @@ static int site_cmp(const void *a, const void *b)
     return x->stack < y->stack ? -1 : x->stack > y->stack;
 }
 
-/* More than one process in the profile: samples get a pid label. */
-static int multi_process(const ht_prof *p)
-{
-    if (p->nprocs > 1) return 1;
-    int have = 0;
-    uint32_t pid = 0;
-    for (size_t i = 0; i < p->capsites; i++) {
-        const ht_prof_site *t = &p->sites[i];
-        if (!t->used) continue;
-        if (have && t->pid != pid) return 1;
-        have = 1, pid = t->pid;
-    }
-    return 0;
-}
-
 static int sample(pp *s, const ht_prof_site *t, uint64_t pid_key)
 {
     const ht_stk_frame *fr = NULL;
@@ -556,7 +541,7 @@ static int write_profile(pp *s)
     pb_packed(&s->top, P_COMMENT, cm, ncm);
 
     uint64_t pid_key = 0;
-    if (multi_process(p) && str_id(s, "pid", &pid_key) < 0) return -ENOMEM;
+    if (ht_prof_processes(p) > 1 && str_id(s, "pid", &pid_key) < 0) return -ENOMEM;
 
     /* sites in (pid, stack) order: the same trace gives the same file */
     const ht_prof_site **v = malloc((p->nsites ? p->nsites : 1) * sizeof *v);

@@ -301,6 +301,8 @@ static ht_prof_heap *heap_slow(ht_prof *p, uint32_t pid, uint64_t heap)
     return h;
 }
 
+size_t ht_prof_processes(const ht_prof *p) { return p->nprocs; /* every record's process has an entry */ }
+
 const ht_prof_heap *ht_prof_heap_of(const ht_prof *p, uint32_t pid, uint64_t heap)
 {
     for (size_t i = 0; i < p->nheaps; i++)

@@ -192,6 +192,9 @@ void ht_prof_free(ht_prof *p);
 const ht_prof_proc *ht_prof_proc_of(const ht_prof *p, uint32_t pid);
 const ht_prof_heap *ht_prof_heap_of(const ht_prof *p, uint32_t pid, uint64_t heap);
 
+/* How many processes the profile covers (1: exports need not tell them apart). */
+size_t ht_prof_processes(const ht_prof *p);
+
 /* The family of an api (HT_FAM_*). */
 int ht_prof_family(unsigned api);
 const char *ht_prof_family_name(int fam);

@@ -28,6 +28,22 @@ int ht_symbol_opt(int c, const char *optarg, ht_symbol_opts *o, const char *verb
     }
 }
 
+int ht_filter_opt(int c, const char *optarg, ht_prof_opts *o, const char *verb)
+{
+    if (c != HT_OPT_PID && c != HT_OPT_HEAP) return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(optarg, &end, c == HT_OPT_PID ? 10 : 0);
+    if (errno || *end || !*optarg || *optarg == '-' || (c == HT_OPT_PID && v > UINT32_MAX)) {
+        ht_err("%s: %s needs %s, not '%s'", verb, c == HT_OPT_PID ? "--pid" : "--heap",
+               c == HT_OPT_PID ? "a process id" : "a heap handle", optarg);
+        return -1;
+    }
+    if (c == HT_OPT_PID) o->pid = (uint32_t)v, o->have_pid = 1;
+    else o->heap = v, o->have_heap = 1;
+    return 1;
+}
+
 static double now_s(void)
 {
     struct timespec t;

@@ -26,6 +26,15 @@ typedef struct ht_symbol_opts {
 /* 1: c was a symbol option (taken), 0: not one, -1: bad value (said). */
 int ht_symbol_opt(int c, const char *optarg, ht_symbol_opts *o, const char *verb);
 
+/* --pid and --heap of report and export. */
+enum { HT_OPT_PID = 1110, HT_OPT_HEAP };
+#define HT_FILTER_LONGOPTS {"pid", required_argument, 0, HT_OPT_PID}, {"heap", required_argument, 0, HT_OPT_HEAP}
+#define HT_FILTER_HELP                                                      \
+    "      --pid PID            only this process of the trace\n"          \
+    "      --heap HANDLE        only this heap (1: the libc heap)\n"
+/* 1: c was a filter option (taken), 0: not one, -1: bad value (said). */
+int ht_filter_opt(int c, const char *optarg, ht_prof_opts *o, const char *verb);
+
 typedef struct ht_analysis {
     ht_prof prof;               /* finished */
     ht_stacktab *stk;           /* never NULL after success */

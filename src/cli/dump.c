@@ -15,6 +15,7 @@
 #include "../analysis/summary.h"
 #include "../analysis/symbols.h"
 #include "../format/format.h"
+#include "analyze.h"
 #include "cli.h"
 
 enum { FMT_TEXT, FMT_CSV, FMT_JSONL };
@@ -183,10 +184,9 @@ static void dump_jsonl(FILE *f, const ht_event *ev)
 int ht_cmd_dump(int argc, char **argv)
 {
     static const struct option lo[] = {{"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
-                                       {"no-symbols", no_argument, 0, 'N'}, {"debug-dir", required_argument, 0, 'D'},
-                                       {"sysroot", required_argument, 0, 'R'}, {0, 0, 0, 0}};
-    int fmt = FMT_TEXT, c, symbols = 1;
-    const char *debug_dir = NULL, *sysroot = NULL;
+                                       HT_SYMBOL_LONGOPTS, {0, 0, 0, 0}};
+    int fmt = FMT_TEXT, c;
+    ht_symbol_opts so = {0};
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":F:h", lo, NULL)) != -1) {
@@ -206,18 +206,9 @@ int ht_cmd_dump(int argc, char **argv)
             ht_err("dump: option '%s' needs a value", argv[optind - 1]);
             return 2;
         }
-        if (c == 'N') {
-            symbols = 0;
-            continue;
-        }
-        if (c == 'D' || c == 'R') {
-            if (strchr(optarg, ':')) {
-                ht_err("dump: %s must not contain ':'", c == 'D' ? "--debug-dir" : "--sysroot");
-                return 2;
-            }
-            *(c == 'D' ? &debug_dir : &sysroot) = optarg;
-            continue;
-        }
+        int so_rc = ht_symbol_opt(c, optarg, &so, "dump");
+        if (so_rc < 0) return 2;
+        if (so_rc) continue;
         if (c != 'F') {
             ht_err("dump: unknown option '%s'; see 'heaptrace dump --help'", ht_optname(argv));
             return 2;
@@ -234,7 +225,8 @@ int ht_cmd_dump(int argc, char **argv)
         ht_err("usage: heaptrace dump FILE [--format text|csv|jsonl]");
         return 2;
     }
-    ht_symbolizer *sym = symbols ? ht_sym_new(sysroot, debug_dir) : NULL;
+    int symbols = !so.off;
+    ht_symbolizer *sym = symbols ? ht_sym_new(so.sysroot, so.debug_dir) : NULL;
     stk = ht_stk_new(sym);
     ht_reader r;
     if (ht_open_trace(&r, argv[optind])) return 1;

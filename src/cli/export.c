@@ -53,8 +53,7 @@ static void help(void)
           "      --value V            folded: alloc (bytes allocated, default), count,\n"
           "                           leaked (live at the end), peak (live at the peak),\n"
           "                           temporary\n"
-          "      --pid PID            only this process of the trace\n"
-          "      --heap HANDLE        only this heap (1: the libc heap)\n" HT_SYMBOL_HELP
+          HT_FILTER_HELP HT_SYMBOL_HELP
           "\n"
           "A damaged trace is exported as far as it is intact; the damage is named on\n"
           "stderr and the exit status is 1.\n",
@@ -70,14 +69,14 @@ static mode_t current_umask(void)
 
 int ht_cmd_export(int argc, char **argv)
 {
-    enum { O_VALUE = 1200, O_PID, O_HEAP };
+    enum { O_VALUE = 1200 };
     static const struct option lo[] = {{"format", required_argument, 0, 'f'},
                                        {"output", required_argument, 0, 'o'},
                                        {"value", required_argument, 0, O_VALUE},
-                                       {"pid", required_argument, 0, O_PID},
-                                       {"heap", required_argument, 0, O_HEAP},
+                                       
+                                       
                                        {"help", no_argument, 0, 'h'},
-                                       HT_SYMBOL_LONGOPTS,
+                                       HT_SYMBOL_LONGOPTS, HT_FILTER_LONGOPTS,
                                        {0, 0, 0, 0}};
     const char *format = NULL, *out_path = NULL;
     int value = HT_VALUE_ALLOC_BYTES, c;
@@ -87,9 +86,9 @@ int ht_cmd_export(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:o:h", lo, NULL)) != -1) {
         int s = ht_symbol_opt(c, optarg, &so, "export");
+        if (!s) s = ht_filter_opt(c, optarg, &po, "export");
         if (s < 0) return 2;
         if (s) continue;
-        char *end;
         switch (c) {
         case 'h': help(); return 0;
         case 'f': format = optarg; break;
@@ -105,24 +104,6 @@ int ht_cmd_export(int argc, char **argv)
             value = values[i].value;
             break;
         }
-        case O_PID:
-            errno = 0;
-            po.pid = (uint32_t)strtoul(optarg, &end, 10);
-            if (errno || *end || !*optarg || *optarg == '-') {
-                ht_err("export: --pid needs a process id, not '%s'", optarg);
-                return 2;
-            }
-            po.have_pid = 1;
-            break;
-        case O_HEAP:
-            errno = 0;
-            po.heap = strtoull(optarg, &end, 0);
-            if (errno || *end || !*optarg || *optarg == '-') {
-                ht_err("export: --heap needs a heap handle, not '%s'", optarg);
-                return 2;
-            }
-            po.have_heap = 1;
-            break;
         case ':': ht_err("export: option '%s' needs a value", argv[optind - 1]); return 2;
         default: ht_err("export: unknown option '%s'; see 'heaptrace export --help'", ht_optname(argv)); return 2;
         }

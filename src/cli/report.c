@@ -508,8 +508,7 @@ static void help(void)
           "      --range T0,T1        WPA's lifetime classes for the window [T0, T1) from the\n"
           "                           start: AIFI, AIFO, AOFI, AOFO; times in seconds or with\n"
           "                           a unit (ns, us, ms, s, m), an empty T1 is the end\n"
-          "      --pid PID            only this process of the trace\n"
-          "      --heap HANDLE        only this heap (1: the libc heap)\n"
+          HT_FILTER_HELP
           "      --json               the same content as one JSON document (docs/REPORT.md)\n" HT_SYMBOL_HELP
           "\n"
           "A damaged trace is reported as far as it is intact; the damage is named on\n"
@@ -519,11 +518,14 @@ static void help(void)
 
 int ht_cmd_report(int argc, char **argv)
 {
-    enum { O_TOP = 1300, O_RANGE, O_PID, O_HEAP, O_JSON };
-    static const struct option lo[] = {{"top", required_argument, 0, O_TOP},   {"range", required_argument, 0, O_RANGE},
-                                       {"pid", required_argument, 0, O_PID},   {"heap", required_argument, 0, O_HEAP},
-                                       {"json", no_argument, 0, O_JSON},       {"help", no_argument, 0, 'h'},
-                                       HT_SYMBOL_LONGOPTS,                      {0, 0, 0, 0}};
+    enum { O_TOP = 1300, O_RANGE, O_JSON };
+    static const struct option lo[] = {{"top", required_argument, 0, O_TOP},
+                                       {"range", required_argument, 0, O_RANGE},
+                                       {"json", no_argument, 0, O_JSON},
+                                       {"help", no_argument, 0, 'h'},
+                                       HT_SYMBOL_LONGOPTS,
+                                       HT_FILTER_LONGOPTS,
+                                       {0, 0, 0, 0}};
     ht_prof_opts po = {0};
     ht_symbol_opts so = {0};
     rep r = {.top = 10, .o = stdout};
@@ -532,6 +534,7 @@ int ht_cmd_report(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
         int s = ht_symbol_opt(c, optarg, &so, "report");
+        if (!s) s = ht_filter_opt(c, optarg, &po, "report");
         if (s < 0) return 2;
         if (s) continue;
         char *end;
@@ -566,24 +569,6 @@ int ht_cmd_report(int argc, char **argv)
             po.have_range = 1;
             break;
         }
-        case O_PID:
-            errno = 0;
-            po.pid = (uint32_t)strtoul(optarg, &end, 10);
-            if (errno || *end || !*optarg || *optarg == '-') {
-                ht_err("report: --pid needs a process id, not '%s'", optarg);
-                return 2;
-            }
-            po.have_pid = 1;
-            break;
-        case O_HEAP:
-            errno = 0;
-            po.heap = strtoull(optarg, &end, 0);
-            if (errno || *end || !*optarg || *optarg == '-') {
-                ht_err("report: --heap needs a heap handle, not '%s'", optarg);
-                return 2;
-            }
-            po.have_heap = 1;
-            break;
         case O_JSON: r.json = 1; break;
         case ':': ht_err("report: option '%s' needs a value", argv[optind - 1]); return 2;
         default: ht_err("report: unknown option '%s'; see 'heaptrace report --help'", ht_optname(argv)); return 2;
