@@ -16,6 +16,7 @@ typedef struct ht_pblk {
     uint32_t pid, heap;
     uint32_t site; /* index into sites */
     uint8_t state, api;
+    uint16_t hidx; /* index into heaps + 1, 0: none */
 } ht_pblk;
 
 enum { B_EMPTY = 0, B_LIVE = 1 };
@@ -291,7 +292,8 @@ static ht_prof_heap *heap_slow(ht_prof *p, uint32_t pid, uint64_t heap)
             p->last_heap_ = i;
             return &p->heaps[i];
         }
-    if (p->nheaps >= 65536) return NULL; /* a hostile trace: per-heap figures stop, totals go on */
+    if (p->nheaps >= 65535) return NULL; /* a hostile trace: per-heap figures stop, totals go on (and a
+                                          * block's heap index fits 16 bits) */
     if (grow_arr((void **)&p->heaps, &p->capheaps_, p->nheaps, sizeof *p->heaps) < 0) return NULL;
     ht_prof_heap *h = &p->heaps[p->nheaps];
     h->pid = pid;
@@ -334,15 +336,6 @@ static inline ht_prof_heap *heap_of(ht_prof *p, uint32_t pid, uint64_t heap)
         p->heaps[p->last_heap_].heap == heap)
         return &p->heaps[p->last_heap_];
     return heap_slow(p, pid, heap);
-}
-
-/* Finds, never makes (block_end runs while callers hold heap pointers). */
-static inline ht_prof_heap *heap_find(ht_prof *p, uint32_t pid, uint64_t heap)
-{
-    if (__builtin_expect(p->last_heap_ < p->nheaps, 1) && p->heaps[p->last_heap_].pid == pid &&
-        p->heaps[p->last_heap_].heap == heap)
-        return &p->heaps[p->last_heap_];
-    return (ht_prof_heap *)ht_prof_heap_of(p, pid, heap);
 }
 
 /* ---- memory over time ---- */
@@ -516,8 +509,11 @@ static void block_end(ht_prof *p, ht_prof_proc *r, ht_pblk *b, uint64_t ts)
         r->live_bytes -= b->size;
         r->live_blocks--;
     }
-    ht_prof_heap *h = heap_find(p, b->pid, b->heap);
-    if (h) h->live_blocks--, h->live_bytes -= b->size;
+    if (b->hidx) {
+        ht_prof_heap *h = &p->heaps[b->hidx - 1];
+        h->live_blocks--;
+        h->live_bytes -= b->size;
+    }
     uint64_t life = ts > b->ts ? ts - b->ts : 0;
     int k = life_bucket(life);
     p->life_count[k]++;
@@ -568,54 +564,59 @@ static int64_t release(ht_prof *p, ht_prof_proc *r, const ht_event *ev, uint64_t
 
 static void allocate(ht_prof *p, ht_prof_proc *r, ht_prof_thread *t, ht_prof_heap *h, const ht_event *ev)
 {
-    ht_prof_site *s = site_of(p, ev->pid, ev->stack);
-    uint64_t hh = bhash(ev->pid, (uint32_t)ev->heap, ev->addr);
-    ht_pblk *b = blk_slot(p, hh, ev->pid, (uint32_t)ev->heap, ev->addr);
+    /* the event's fields in locals: the counters below are uint64_t too, so
+     * the compiler would reload ev->... after every store */
+    const uint64_t size = ev->size, addr = ev->addr, ts = ev->ts;
+    const uint32_t pid = ev->pid, heap = (uint32_t)ev->heap;
+    ht_prof_site *s = site_of(p, pid, ev->stack);
+    uint64_t hh = bhash(pid, heap, addr);
+    ht_pblk *b = blk_slot(p, hh, pid, heap, addr);
     if (!s || !b) {
         p->oom = 1;
         return;
     }
     if (b->state == B_LIVE) /* allocated again without a free we saw: the old block is gone */
-        block_end(p, r, b, ev->ts);
+        block_end(p, r, b, ts);
     else
         p->nblk_live_++;
     ht_pfreed *f = freed_slot(p, hh); /* allocated again: no longer a released address */
-    if (f->addr == ev->addr) f->addr = 0, f->key = 0;
-    b->addr = ev->addr;
-    b->pid = ev->pid;
-    b->heap = (uint32_t)ev->heap;
-    b->size = ev->size;
-    b->ts = ev->ts;
+    if (f->addr == addr) f->addr = 0, f->key = 0;
+    b->addr = addr;
+    b->pid = pid;
+    b->heap = heap;
+    b->size = size;
+    b->ts = ts;
     b->api = ev->api;
     b->site = (uint32_t)(s - p->sites);
+    b->hidx = h ? (uint16_t)(h - p->heaps + 1) : 0;
     b->state = B_LIVE;
     site_touch(p, s);
     s->allocs++;
-    s->bytes += ev->size;
+    s->bytes += size;
     s->live_blocks++;
-    s->live_bytes += ev->size;
+    s->live_bytes += size;
     p->blocks_allocated++;
-    p->bytes_allocated += ev->size;
-    p->bytes_[ev->api < HT_API_COUNT ? ev->api : 0][ev->source & 7] += ev->size;
-    int k = size_bucket(ev->size);
+    p->bytes_allocated += size;
+    p->bytes_[ev->api < HT_API_COUNT ? ev->api : 0][ev->source & 7] += size;
+    int k = size_bucket(size);
     p->size_count[k]++;
-    p->size_bytes[k] += ev->size;
-    p->live_bytes += ev->size;
+    p->size_bytes[k] += size;
+    p->live_bytes += size;
     p->live_blocks++;
-    set_peak(p, ev->ts);
+    set_peak(p, ts);
     if (r) {
-        r->bytes += ev->size;
-        r->live_bytes += ev->size;
+        r->bytes += size;
+        r->live_bytes += size;
         r->live_blocks++;
-        if (r->live_bytes > r->peak_bytes) r->peak_bytes = r->live_bytes, r->peak_ts = ev->ts;
-        r->last_alloc_ = ev->addr;
-        r->last_alloc_heap_ = (uint32_t)ev->heap;
+        if (r->live_bytes > r->peak_bytes) r->peak_bytes = r->live_bytes, r->peak_ts = ts;
+        r->last_alloc_ = addr;
+        r->last_alloc_heap_ = heap;
     }
-    if (t) t->bytes += ev->size;
+    if (t) t->bytes += size;
     if (h) {
-        h->bytes += ev->size;
+        h->bytes += size;
         h->live_blocks++;
-        h->live_bytes += ev->size;
+        h->live_bytes += size;
         if (h->live_bytes > h->peak_bytes) h->peak_bytes = h->live_bytes;
     }
 }

@@ -95,12 +95,12 @@ typedef struct ht_prof_thread {
 
 typedef struct ht_prof_heap {
     uint32_t pid;
+    int destroyed;
     uint64_t heap;
-    char name[64];                   /* from HEAP_CREATE; "libc" for 1; "" unknown */
     uint64_t allocs, frees, reallocs, bytes;
     uint64_t live_blocks, live_bytes, peak_bytes;
     uint64_t destroyed_blocks;       /* released with HEAP_DESTROY */
-    int destroyed;
+    char name[64];                   /* from HEAP_CREATE; "libc" for 1; "" unknown */
 } ht_prof_heap;
 
 typedef struct ht_prof_marker {
