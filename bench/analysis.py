@@ -149,6 +149,15 @@ def main():
             htfile = os.path.join(tmp, "d.htrace")
             subprocess.run([ht, "record", "-q", "--stacks", "dwarf", "-o", htfile, "--", sqlite, "-batch", db],
                            stdin=open(sql, "rb"), check=True, stdout=subprocess.DEVNULL)
+            rm_db()
+            nsfile = os.path.join(tmp, "d-nostacks.htrace")
+            subprocess.run([ht, "record", "-q", "-o", nsfile, "--", sqlite, "-batch", db], stdin=open(sql, "rb"),
+                           check=True, stdout=subprocess.DEVNULL)
+            n_ns = records_of(ht, nsfile)
+            ns_wall, ns_best, ns_rss = median_run([ht, "report", nsfile], runs)
+            L.append("\nWorkload D (sqlite3, %d-row insert script) recorded without stacks: `heaptrace report` reads "
+                     "%d records in %.3f s median, %.3f s best: %.1f (best %.1f) Mrecords/s, peak RSS %.1f MiB." %
+                     (d_rows, n_ns, ns_wall, ns_best, n_ns / ns_wall / 1e6, n_ns / ns_best / 1e6, ns_rss / 1024))
             hp_out = os.path.join(tmp, "hp.txt")
             ht_out = os.path.join(tmp, "ht.txt")
             hp_wall, hp_best, hp_rss = median_run([hp, hpfile], runs, stdout=open(hp_out, "w"))

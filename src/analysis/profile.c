@@ -298,7 +298,6 @@ static ht_prof_heap *heap_slow(ht_prof *p, uint32_t pid, uint64_t heap)
     ht_prof_heap *h = &p->heaps[p->nheaps];
     h->pid = pid;
     h->heap = heap;
-    if (heap == 1) strcpy(h->name, "libc");
     p->last_heap_ = p->nheaps++;
     return h;
 }
@@ -379,11 +378,10 @@ static void series_rebucket(ht_prof_proc *r)
 
 static void series_new_bucket(ht_prof *p, ht_prof_proc *r, uint64_t ts, uint64_t live);
 
+/* ts never decreases (callers pass the process's latest time so far: a
+ * damaged or hostile stream may go back in time, the series may not). */
 static inline void series_add(ht_prof *p, ht_prof_proc *r, uint64_t ts, uint64_t live)
 {
-    /* a stream is in time order; a damaged or hostile one may not be: the
-     * series stays ascending anyway */
-    if (r->nseries && ts < r->series[r->nseries - 1].ts) ts = r->series[r->nseries - 1].ts;
     if (__builtin_expect(r->nseries && ts < r->bucket_end_, 1)) {
         ht_prof_point *m = &r->series[r->bmax_];
         if (live > m->live) {
@@ -509,10 +507,11 @@ static void block_end(ht_prof *p, ht_prof_proc *r, ht_pblk *b, uint64_t ts)
         r->live_bytes -= b->size;
         r->live_blocks--;
     }
-    if (b->hidx) {
+    if (b->hidx) { /* a custom heap's block */
         ht_prof_heap *h = &p->heaps[b->hidx - 1];
         h->live_blocks--;
         h->live_bytes -= b->size;
+        if (r) r->c_live_bytes_ -= b->size, r->c_live_blocks_--;
     }
     uint64_t life = ts > b->ts ? ts - b->ts : 0;
     int k = life_bucket(life);
@@ -613,11 +612,14 @@ static void allocate(ht_prof *p, ht_prof_proc *r, ht_prof_thread *t, ht_prof_hea
         r->last_alloc_heap_ = heap;
     }
     if (t) t->bytes += size;
-    if (h) {
+    if (h) { /* a custom heap */
         h->bytes += size;
         h->live_blocks++;
         h->live_bytes += size;
         if (h->live_bytes > h->peak_bytes) h->peak_bytes = h->live_bytes;
+        if (r) r->c_bytes_ += size, r->c_live_bytes_ += size, r->c_live_blocks_++;
+    } else if (r && r->has_custom_ && r->live_bytes - r->c_live_bytes_ > r->libc_peak_) {
+        r->libc_peak_ = r->live_bytes - r->c_live_bytes_;
     }
 }
 
@@ -630,7 +632,7 @@ static void copy_text(char *dst, size_t len, const ht_event *ev)
 
 static void heap_destroy(ht_prof *p, ht_prof_proc *r, const ht_event *ev)
 {
-    ht_prof_heap *h = heap_of(p, ev->pid, ev->heap);
+    ht_prof_heap *h = ev->heap == 1 ? NULL : heap_of(p, ev->pid, ev->heap);
     if (h) h->destroyed = 1;
     for (size_t i = 0; i < p->capblk_; i++) {
         ht_pblk *b = &p->blk_[i];
@@ -671,14 +673,19 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
         p->cnt_[ev->kind][ev->api < HT_API_COUNT ? ev->api : 0][ev->source & 7]++;
         p->have_stacks |= ev->stack != 0;
         ht_prof_thread *t = thread_of(p, ev->pid, ev->tid);
-        ht_prof_heap *h = heap_of(p, ev->pid, ev->heap);
+        /* the libc heap's figures come from the process's at the end */
+        ht_prof_heap *h = ev->heap == 1 ? NULL : heap_of(p, ev->pid, ev->heap);
+        if (h && !r->has_custom_) {
+            r->has_custom_ = 1;
+            r->libc_peak_ = r->peak_bytes; /* until now every live byte was libc's */
+        }
         uint64_t before = r->live_bytes;
         switch (ev->kind) {
         case HT_EV_ALLOC:
             p->allocs++;
             r->allocs++;
             if (t) t->allocs++;
-            if (h) h->allocs++;
+            if (h) h->allocs++, r->c_allocs_++;
             if (ev->addr == 0) {
                 p->failed_allocs++;
                 break;
@@ -689,14 +696,14 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
             p->frees++;
             r->frees++;
             if (t) t->frees++;
-            if (h) h->frees++;
+            if (h) h->frees++, r->c_frees_++;
             release(p, r, ev, ev->addr, ht_prof_family(ev->api), 0);
             break;
         case HT_EV_REALLOC: {
             p->reallocs++;
             r->reallocs++;
             if (t) t->reallocs++;
-            if (h) h->reallocs++;
+            if (h) h->reallocs++, r->c_reallocs_++;
             if (ev->addr == 0) { /* failed: the old block stays */
                 p->failed_reallocs++;
                 break;
@@ -718,19 +725,19 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
             break;
         }
         }
-        if (r->live_bytes != before) series_add(p, r, ev->ts, r->live_bytes);
+        if (r->live_bytes != before) series_add(p, r, r->last_ts, r->live_bytes);
         return;
     }
     switch (ev->kind) {
     case HT_EV_HEAP_CREATE: {
-        ht_prof_heap *h = heap_of(p, ev->pid, ev->heap);
+        ht_prof_heap *h = ev->heap == 1 ? NULL : heap_of(p, ev->pid, ev->heap);
         if (h && ev->text_len) copy_text(h->name, sizeof h->name, ev);
         break;
     }
     case HT_EV_HEAP_DESTROY: {
         uint64_t before = r->live_bytes;
         heap_destroy(p, r, ev);
-        if (r->live_bytes != before) series_add(p, r, ev->ts, r->live_bytes);
+        if (r->live_bytes != before) series_add(p, r, r->last_ts, r->live_bytes);
         break;
     }
     case HT_EV_MARKER:
@@ -768,6 +775,13 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
     }
 }
 
+static int heap_order(const void *a, const void *b)
+{
+    const ht_prof_heap *x = a, *y = b;
+    if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
+    return x->heap < y->heap ? -1 : x->heap > y->heap;
+}
+
 void ht_prof_finish(ht_prof *p)
 {
     if (p->finished_) return;
@@ -794,6 +808,29 @@ void ht_prof_finish(ht_prof *p)
             ht_prof_site *s = b->site < p->nsites ? &p->sites[b->site] : NULL;
             range_add(p, s, b->ts >= p->opt.t0 ? HT_RANGE_AIFO : HT_RANGE_AOFO, b->size);
         }
+    /* the libc heap of each process: what its custom heaps did not do */
+    for (size_t i = 0; i < p->nprocs; i++) {
+        const ht_prof_proc *r = &p->procs[i];
+        if (p->opt.have_heap && p->opt.heap != 1) break;
+        if (r->allocs == r->c_allocs_ && r->frees == r->c_frees_ && r->reallocs == r->c_reallocs_) continue;
+        if (p->nheaps >= 65535 || grow_arr((void **)&p->heaps, &p->capheaps_, p->nheaps, sizeof *p->heaps) < 0) {
+            p->oom = 1;
+            break;
+        }
+        ht_prof_heap *h = &p->heaps[p->nheaps++];
+        h->pid = r->pid;
+        h->heap = 1;
+        strcpy(h->name, "libc");
+        h->allocs = r->allocs - r->c_allocs_;
+        h->frees = r->frees - r->c_frees_;
+        h->reallocs = r->reallocs - r->c_reallocs_;
+        h->bytes = r->bytes - r->c_bytes_;
+        h->live_bytes = r->live_bytes - r->c_live_bytes_;
+        h->live_blocks = r->live_blocks - r->c_live_blocks_;
+        h->peak_bytes = r->has_custom_ ? r->libc_peak_ : r->peak_bytes;
+    }
+    qsort(p->heaps, p->nheaps, sizeof *p->heaps, heap_order);
+    p->last_heap_ = SIZE_MAX;
     /* a process's last value closes its series */
     for (size_t i = 0; i < p->nprocs; i++) {
         ht_prof_proc *r = &p->procs[i];

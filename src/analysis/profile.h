@@ -85,6 +85,11 @@ typedef struct ht_prof_proc {
     uint32_t bmax_, blast_, cap_series_;
     uint64_t last_alloc_;            /* private: temporary detection */
     uint32_t last_alloc_heap_;
+    /* private: the custom heaps' sums; the libc heap's figures are the
+     * process's minus these (so libc events touch no heap entry) */
+    int has_custom_;
+    uint64_t c_allocs_, c_frees_, c_reallocs_, c_bytes_, c_live_bytes_, c_live_blocks_;
+    uint64_t libc_peak_;             /* the libc heap's peak once custom heaps exist */
 } ht_prof_proc;
 
 typedef struct ht_prof_thread {
@@ -162,7 +167,8 @@ typedef struct ht_prof {
     size_t nprocs;
     ht_prof_thread *threads;
     size_t nthreads;
-    ht_prof_heap *heaps;
+    ht_prof_heap *heaps;                    /* after finish, by (pid, heap); the libc heap's entry
+                                             * is made by finish */
     size_t nheaps;
     ht_prof_marker *markers;
     size_t nmarkers;
