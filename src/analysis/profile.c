@@ -829,7 +829,7 @@ void ht_prof_finish(ht_prof *p)
         h->live_blocks = r->live_blocks - r->c_live_blocks_;
         h->peak_bytes = r->has_custom_ ? r->libc_peak_ : r->peak_bytes;
     }
-    qsort(p->heaps, p->nheaps, sizeof *p->heaps, heap_order);
+    if (p->nheaps > 1) qsort(p->heaps, p->nheaps, sizeof *p->heaps, heap_order);
     p->last_heap_ = SIZE_MAX;
     /* a process's last value closes its series */
     for (size_t i = 0; i < p->nprocs; i++) {
