@@ -611,7 +611,7 @@ static void allocate(ht_prof *p, ht_prof_proc *r, ht_prof_thread *t, ht_prof_hea
         r->last_alloc_ = addr;
         r->last_alloc_heap_ = heap;
     }
-    if (t) t->bytes += size;
+    if (t) t->bytes += size, r->o_bytes_ += size;
     if (h) { /* a custom heap */
         h->bytes += size;
         h->live_blocks++;
@@ -672,7 +672,8 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
          * Source are summed from it at the end */
         p->cnt_[ev->kind][ev->api < HT_API_COUNT ? ev->api : 0][ev->source & 7]++;
         p->have_stacks |= ev->stack != 0;
-        ht_prof_thread *t = thread_of(p, ev->pid, ev->tid);
+        if (!r->has_main_) r->has_main_ = 1, r->main_tid_ = ev->tid;
+        ht_prof_thread *t = ev->tid == r->main_tid_ ? NULL : thread_of(p, ev->pid, ev->tid);
         /* the libc heap's figures come from the process's at the end */
         ht_prof_heap *h = ev->heap == 1 ? NULL : heap_of(p, ev->pid, ev->heap);
         if (h && !r->has_custom_) {
@@ -684,7 +685,7 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
         case HT_EV_ALLOC:
             p->allocs++;
             r->allocs++;
-            if (t) t->allocs++;
+            if (t) t->allocs++, r->o_allocs_++;
             if (h) h->allocs++, r->c_allocs_++;
             if (ev->addr == 0) {
                 p->failed_allocs++;
@@ -695,14 +696,14 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
         case HT_EV_FREE:
             p->frees++;
             r->frees++;
-            if (t) t->frees++;
+            if (t) t->frees++, r->o_frees_++;
             if (h) h->frees++, r->c_frees_++;
             release(p, r, ev, ev->addr, ht_prof_family(ev->api), 0);
             break;
         case HT_EV_REALLOC: {
             p->reallocs++;
             r->reallocs++;
-            if (t) t->reallocs++;
+            if (t) t->reallocs++, r->o_reallocs_++;
             if (h) h->reallocs++, r->c_reallocs_++;
             if (ev->addr == 0) { /* failed: the old block stays */
                 p->failed_reallocs++;
@@ -808,6 +809,20 @@ void ht_prof_finish(ht_prof *p)
             ht_prof_site *s = b->site < p->nsites ? &p->sites[b->site] : NULL;
             range_add(p, s, b->ts >= p->opt.t0 ? HT_RANGE_AIFO : HT_RANGE_AOFO, b->size);
         }
+    /* the main thread of each process: what its other threads did not do */
+    for (size_t i = 0; i < p->nprocs; i++) {
+        ht_prof_proc *r = &p->procs[i];
+        if (!r->has_main_) continue;
+        ht_prof_thread *t = thread_of(p, r->pid, r->main_tid_);
+        if (!t) {
+            p->oom = 1;
+            break;
+        }
+        t->allocs = r->allocs - r->o_allocs_;
+        t->frees = r->frees - r->o_frees_;
+        t->reallocs = r->reallocs - r->o_reallocs_;
+        t->bytes = r->bytes - r->o_bytes_;
+    }
     /* the libc heap of each process: what its custom heaps did not do */
     for (size_t i = 0; i < p->nprocs; i++) {
         const ht_prof_proc *r = &p->procs[i];

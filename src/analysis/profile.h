@@ -90,6 +90,11 @@ typedef struct ht_prof_proc {
     int has_custom_;
     uint64_t c_allocs_, c_frees_, c_reallocs_, c_bytes_, c_live_bytes_, c_live_blocks_;
     uint64_t libc_peak_;             /* the libc heap's peak once custom heaps exist */
+    /* private: the thread of the process's first heap event has no entry
+     * updated per event; its figures are the process's minus the others' */
+    int has_main_;
+    uint32_t main_tid_;
+    uint64_t o_allocs_, o_frees_, o_reallocs_, o_bytes_;
 } ht_prof_proc;
 
 typedef struct ht_prof_thread {
