@@ -431,12 +431,17 @@ static void series_new_bucket(ht_prof *p, ht_prof_proc *r, uint64_t ts, uint64_t
 
 int ht_prof_family(unsigned api)
 {
-    switch (api) {
-    case HT_API_NEW: case HT_API_DELETE: return HT_FAM_NEW;
-    case HT_API_NEW_ARRAY: case HT_API_DELETE_ARRAY: return HT_FAM_NEW_ARRAY;
-    case HT_API_HEAP: case HT_API_NONE: return HT_FAM_HEAP;
-    default: return HT_FAM_MALLOC;
-    }
+    /* a table, not a switch: it is asked on every free */
+    static const uint8_t fam[32] = {
+        [HT_API_NONE] = HT_FAM_HEAP,        [HT_API_MALLOC] = HT_FAM_MALLOC,   [HT_API_CALLOC] = HT_FAM_MALLOC,
+        [HT_API_REALLOC] = HT_FAM_MALLOC,   [HT_API_REALLOCARRAY] = HT_FAM_MALLOC,
+        [HT_API_MEMALIGN] = HT_FAM_MALLOC,  [HT_API_POSIX_MEMALIGN] = HT_FAM_MALLOC,
+        [HT_API_ALIGNED_ALLOC] = HT_FAM_MALLOC, [HT_API_VALLOC] = HT_FAM_MALLOC, [HT_API_PVALLOC] = HT_FAM_MALLOC,
+        [HT_API_FREE] = HT_FAM_MALLOC,      [HT_API_NEW] = HT_FAM_NEW,         [HT_API_DELETE] = HT_FAM_NEW,
+        [HT_API_NEW_ARRAY] = HT_FAM_NEW_ARRAY, [HT_API_DELETE_ARRAY] = HT_FAM_NEW_ARRAY,
+        [HT_API_HEAP] = HT_FAM_HEAP,
+    };
+    return fam[api & 31]; /* apis the format may add later: malloc's family */
 }
 
 const char *ht_prof_family_name(int fam)
@@ -596,7 +601,7 @@ static void allocate(ht_prof *p, ht_prof_proc *r, ht_prof_thread *t, ht_prof_hea
     s->live_bytes += size;
     p->blocks_allocated++;
     p->bytes_allocated += size;
-    p->bytes_[ev->api < HT_API_COUNT ? ev->api : 0][ev->source & 7] += size;
+    p->bytes_[ev->api & 31][ev->source & 7] += size;
     int k = size_bucket(size);
     p->size_count[k]++;
     p->size_bytes[k] += size;
@@ -670,7 +675,7 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
     if (heap_ev) {
         /* one counter per (kind, api, source): the totals by kind, api and
          * Source are summed from it at the end */
-        p->cnt_[ev->kind][ev->api < HT_API_COUNT ? ev->api : 0][ev->source & 7]++;
+        p->cnt_[ev->kind][ev->api & 31][ev->source & 7]++;
         p->have_stacks |= ev->stack != 0;
         if (!r->has_main_) r->has_main_ = 1, r->main_tid_ = ev->tid;
         ht_prof_thread *t = ev->tid == r->main_tid_ ? NULL : thread_of(p, ev->pid, ev->tid);
@@ -788,15 +793,16 @@ void ht_prof_finish(ht_prof *p)
     if (p->finished_) return;
     p->finished_ = 1;
     for (unsigned k = 1; k < 4; k++)
-        for (unsigned a = 0; a < HT_API_COUNT; a++)
+        for (unsigned a = 0; a < 32; a++)
             for (unsigned x = 0; x < 8; x++) {
                 uint64_t c = p->cnt_[k][a][x];
+                unsigned ai = a < HT_API_COUNT ? a : 0; /* apis this version does not know: "" */
                 p->heap_events += c;
                 p->kind_count[k] += c;
-                p->api_count[a] += c;
+                p->api_count[ai] += c;
                 p->source_count[x] += c;
                 if (k == 1) {
-                    p->api_bytes[a] += p->bytes_[a][x];
+                    p->api_bytes[ai] += p->bytes_[a][x];
                     p->source_bytes[x] += p->bytes_[a][x];
                 }
             }

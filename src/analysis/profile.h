@@ -179,8 +179,8 @@ typedef struct ht_prof {
     size_t nmarkers;
     int oom;                                /* memory ran out: results incomplete */
     /* private */
-    uint64_t cnt_[4][HT_API_COUNT][8];      /* heap events by kind, api, source */
-    uint64_t bytes_[HT_API_COUNT][8];       /* bytes allocated by api, source */
+    uint64_t cnt_[4][32][8];                /* heap events by kind, api (5 bits), source */
+    uint64_t bytes_[32][8];                 /* bytes allocated by api, source */
     uint64_t epoch_;
     struct ht_pblk *blk_;                   /* the live blocks */
     size_t capblk_, nblk_live_;
