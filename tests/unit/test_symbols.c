@@ -457,6 +457,29 @@ static void test_sysroot(void **state)
     assert_int_equal(ht_sym_add_module(s, run_pie.pid, &m), 0);
     check_lib_chains(s, run_pie.pid, &run_pie, "/opt/fx/libsymfx.so");
     ht_sym_free(s);
+
+    /* a stripped library whose .gnu_debuglink file is where the other
+     * machine keeps it: SYSROOT/usr/lib/debug/<the library's directory> */
+    const char *ddirs[] = {"/usr", "/usr/lib", "/usr/lib/debug", "/usr/lib/debug/opt", "/usr/lib/debug/opt/fx"};
+    for (size_t i = 0; i < sizeof ddirs / sizeof *ddirs; i++) {
+        snprintf(p, sizeof p, "%s%s", root, ddirs[i]);
+        assert_true(mkdir(p, 0700) == 0 || errno == EEXIST);
+    }
+    char target[PATH_MAX];
+    snprintf(p, sizeof p, "%s/opt/fx/libsymfx.linked.so", root);
+    snprintf(target, sizeof target, "%s/libsymfx.linked.so", FX_DIR);
+    unlink(p);
+    assert_int_equal(symlink(target, p), 0);
+    snprintf(p, sizeof p, "%s/usr/lib/debug/opt/fx/libsymfx-linked.debug", root);
+    snprintf(target, sizeof target, "%s/linkdir/libsymfx-linked.debug", FX_DIR);
+    unlink(p);
+    assert_int_equal(symlink(target, p), 0);
+    s = ht_sym_new(root, NULL);
+    assert_non_null(s);
+    m = module_of(&run_pie.lib, "/opt/fx/libsymfx.linked.so");
+    assert_int_equal(ht_sym_add_module(s, run_pie.pid, &m), 0);
+    check_lib_chains(s, run_pie.pid, &run_pie, "/opt/fx/libsymfx.linked.so");
+    ht_sym_free(s);
 }
 
 /* A later module replaces the part of an earlier one it overlaps. */
