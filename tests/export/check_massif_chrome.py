@@ -82,6 +82,14 @@ def summary(trace):
     e = re.search(r"^\s*live at exit\s+(\d+) blocks, (\d+) bytes", r.stdout, re.M)
     if not m or not e:
         die(f"summary of {trace} has no peak / live at exit line: {r.stdout!r} {r.stderr!r}")
+    # the report must say the same (the exports' peak is the report's)
+    rj = subprocess.run([HT, "report", "--json", trace], capture_output=True, text=True, timeout=120)
+    try:
+        t = json.loads(rj.stdout)
+        same = (t["peak"]["bytes"], t["leaks"]["bytes"]) == (int(m.group(1)), int(e.group(2)))
+    except (ValueError, KeyError):
+        same = False
+    check(same, f"report --json of {os.path.basename(trace)} has the summary's peak and live bytes")
     return int(m.group(1)), int(e.group(2))
 
 

@@ -29,6 +29,7 @@ go tool pprof comes with Debian's golang-go (scripts/install-deps.sh); without
 it the test fails, it is not skipped.  Prints one ok/FAIL line per assertion
 and exits 1 if any failed.
 """
+import json
 import datetime, gzip, os, re, shutil, subprocess, sys, tempfile
 
 mode, HT, SRC, PROG = sys.argv[1:5]
@@ -120,6 +121,14 @@ def summary(trace):
     out["live_blocks"], out["live_bytes"] = int(lb), int(lby)
     d, unit = num(r"^\s+duration\s+([\d.]+) (ns|us|ms|s)$")
     out["duration_ns"] = float(d) * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[unit]
+    # the exports must agree with the report too: the report says the same
+    rj = run([HT, "report", "--json", trace])
+    if rj.returncode != 0:
+        die(f"report --json {trace}: exit {rj.returncode}: {rj.stderr.strip()}")
+    t = json.loads(rj.stdout)
+    check((t["totals"]["allocations"], t["totals"]["bytes_allocated"], t["peak"]["bytes"], t["leaks"]["blocks"],
+           t["leaks"]["bytes"]) == (out["allocs"], out["bytes"], out["peak"], out["live_blocks"], out["live_bytes"]),
+          f"report --json of {os.path.basename(trace)} agrees with summary (allocations, bytes, peak, leaks)")
     return out
 
 
