@@ -33,20 +33,9 @@ Prints one ok/FAIL line per assertion and exits 1 if any failed.
 import json, os, re, shutil, struct, subprocess, sys, tempfile
 
 mode, HT, PROG, SRC = sys.argv[1:5]
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok: " if cond else "FAIL: ") + msg)
-    if not cond:
-        failures += 1
-    return cond
-
-
-def die(msg):
-    print("FAIL: " + msg)
-    sys.exit(1)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pycheck  # noqa: E402
+from pycheck import check, die  # noqa: E402,F401
 
 
 MARK = re.compile(r"/\* LINE: (\w+) \*/")
@@ -549,8 +538,8 @@ def main():
             die(f"unknown mode {mode}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{mode}: {'FAILED' if failures else 'passed'}" + (f" ({failures} failures)" if failures else ""))
-    sys.exit(1 if failures else 0)
+    print(f"{mode}: {'FAILED' if pycheck.failures else 'passed'}" + (f" ({pycheck.failures} failures)" if pycheck.failures else ""))
+    sys.exit(1 if pycheck.failures else 0)
 
 
 main()

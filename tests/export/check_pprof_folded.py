@@ -34,22 +34,9 @@ import datetime, gzip, os, re, shutil, subprocess, sys, tempfile
 
 mode, HT, SRC, PROG = sys.argv[1:5]
 PROG_SRC = os.path.join(SRC, "exp_pf_prog.c")
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok: " if cond else "FAIL: ") + msg)
-    if not cond:
-        failures += 1
-    return cond
-
-
-def die(msg):
-    global failures
-    print("FAIL: " + msg)
-    failures += 1
-    sys.exit(1)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pycheck  # noqa: E402
+from pycheck import check, die  # noqa: E402,F401
 
 
 # ---- what the program does (keep in step with exp_pf_prog.c) ----
@@ -619,9 +606,9 @@ def mode_bad_input():
 try:
     {"pprof": mode_pprof, "folded": mode_folded, "bad_input": mode_bad_input}[mode]()
 finally:
-    if failures == 0:
+    if pycheck.failures == 0:
         shutil.rmtree(TMP, ignore_errors=True)
     else:
         print(f"kept {TMP}")
-print(f"{'FAIL' if failures else 'PASS'}: {mode}: {failures} failure(s)")
-sys.exit(1 if failures else 0)
+print(f"{'FAIL' if pycheck.failures else 'PASS'}: {mode}: {pycheck.failures} failure(s)")
+sys.exit(1 if pycheck.failures else 0)

@@ -26,20 +26,9 @@ import csv, os, re, shutil, subprocess, sys, tempfile
 
 mode, HT, SRC, CHAINS, PLUGIN, DEEP, BADFP, SIZELOOP = sys.argv[1:9]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(SRC)))
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok: " if cond else "FAIL: ") + msg)
-    if not cond:
-        failures += 1
-    return cond
-
-
-def die(msg):
-    print("FAIL: " + msg)
-    sys.exit(1)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pycheck  # noqa: E402
+from pycheck import check, die  # noqa: E402,F401
 
 
 # ---- sources: LINE markers ----
@@ -629,4 +618,4 @@ TESTS = {"chains": test_chains, "depth": test_depth, "badfp": test_badfp, "strip
 if mode not in TESTS:
     die(f"unknown mode {mode}")
 TESTS[mode]()
-sys.exit(1 if failures else 0)
+sys.exit(1 if pycheck.failures else 0)
