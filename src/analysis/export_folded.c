@@ -100,7 +100,7 @@ static int line_cmp(const void *a, const void *b)
 int ht_export_folded(const ht_export_ctx *x, FILE *out)
 {
     const ht_prof *p = x->prof;
-    int multi = ht_prof_processes(p) > 1, rc = 0;
+    int multi = p->nprocs > 1, rc = 0;
     line *v = malloc((p->nsites ? p->nsites : 1) * sizeof *v);
     if (!v) return -ENOMEM;
     size_t nv = 0;

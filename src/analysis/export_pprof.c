@@ -541,7 +541,7 @@ static int write_profile(pp *s)
     pb_packed(&s->top, P_COMMENT, cm, ncm);
 
     uint64_t pid_key = 0;
-    if (ht_prof_processes(p) > 1 && str_id(s, "pid", &pid_key) < 0) return -ENOMEM;
+    if (p->nprocs > 1 && str_id(s, "pid", &pid_key) < 0) return -ENOMEM;
 
     /* sites in (pid, stack) order: the same trace gives the same file */
     const ht_prof_site **v = malloc((p->nsites ? p->nsites : 1) * sizeof *v);

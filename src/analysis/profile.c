@@ -230,11 +230,11 @@ static inline void site_touch(ht_prof *p, ht_prof_site *s)
 
 static ht_prof_proc *proc_slow(ht_prof *p, uint32_t pid)
 {
-    for (size_t i = 0; i < p->nprocs; i++)
-        if (p->procs[i].pid == pid) {
-            p->last_proc_ = i;
-            return &p->procs[i];
-        }
+    ht_prof_proc *f = (ht_prof_proc *)ht_prof_proc_of(p, pid);
+    if (f) {
+        p->last_proc_ = (size_t)(f - p->procs);
+        return f;
+    }
     if (grow_arr((void **)&p->procs, &p->capprocs_, p->nprocs, sizeof *p->procs) < 0) return NULL;
     ht_prof_proc *r = &p->procs[p->nprocs];
     r->pid = pid;
@@ -300,15 +300,6 @@ static ht_prof_heap *heap_slow(ht_prof *p, uint32_t pid, uint64_t heap)
     h->heap = heap;
     p->last_heap_ = p->nheaps++;
     return h;
-}
-
-size_t ht_prof_processes(const ht_prof *p) { return p->nprocs; /* every record's process has an entry */ }
-
-const ht_prof_heap *ht_prof_heap_of(const ht_prof *p, uint32_t pid, uint64_t heap)
-{
-    for (size_t i = 0; i < p->nheaps; i++)
-        if (p->heaps[i].pid == pid && p->heaps[i].heap == heap) return &p->heaps[i];
-    return NULL;
 }
 
 /* The fast paths: consecutive events mostly share process, thread, heap

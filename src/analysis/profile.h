@@ -199,12 +199,8 @@ void ht_prof_event(ht_prof *p, const ht_event *ev);
 void ht_prof_finish(ht_prof *p);
 void ht_prof_free(ht_prof *p);
 
-/* Lookups after (or during) the pass; NULL if absent. */
+/* A process's entry (during or after the pass); NULL if absent. */
 const ht_prof_proc *ht_prof_proc_of(const ht_prof *p, uint32_t pid);
-const ht_prof_heap *ht_prof_heap_of(const ht_prof *p, uint32_t pid, uint64_t heap);
-
-/* How many processes the profile covers (1: exports need not tell them apart). */
-size_t ht_prof_processes(const ht_prof *p);
 
 /* The family of an api (HT_FAM_*). */
 int ht_prof_family(unsigned api);
