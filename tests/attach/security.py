@@ -74,6 +74,16 @@ def wait_progress(x, path, n, timeout=10):
     return False
 
 
+def first_line(x, p, seconds=5):
+    """What the started program printed first (it says its ids), or ""."""
+    for _ in range(int(seconds * 100)):
+        line = x.read(p.out_path)
+        if line:
+            return line
+        time.sleep(0.01)
+    return ""
+
+
 def socks_of(pid, dirs):
     """The endpoints <pid>.sock in dirs that something listens on.  A socket
     file nobody listens on is a stale one, left by an earlier process of the
@@ -295,12 +305,7 @@ def root_parts(x):
     rt_root2 = user_dir(x, "rt-root2", (0, 0))
     # control: the setuid file run by its owner is not AT_SECURE and opens an endpoint
     p = x.start([suid, "3"], env=x.env(rtdir=urt), user=user)
-    line = ""
-    for _ in range(500):
-        line = x.read(p.out_path)
-        if line:
-            break
-        time.sleep(0.01)
+    line = first_line(x, p)
     cpid = int(line.split()[1]) if line.startswith("pid ") else -1
     c.check(cpid == p.pid and "runtime loaded" in line and x.wait_endpoint(cpid, rtdir=urt),
             "control: %s run by its owner (no AT_SECURE) opens its endpoint: %r" % (os.path.basename(suid), line))
@@ -309,12 +314,7 @@ def root_parts(x):
         label = "AT_SECURE (%s copy run by root)" % what
         env = x.env(rtdir=euid_dir, extra={"XDG_RUNTIME_DIR": xdg})
         p = x.start([path, "2"], env=env)
-        line = ""
-        for _ in range(500):
-            line = x.read(p.out_path)
-            if line:
-                break
-            time.sleep(0.01)
+        line = first_line(x, p)
         w = line.split()
         started = len(w) >= 12 and w[0] == "pid"
         c.check(started and (w[3] != w[5] if what == "setuid" else w[7] != w[9]) and "runtime loaded" in line,

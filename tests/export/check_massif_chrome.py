@@ -377,15 +377,22 @@ def mode_massif(tmp, stacks, forks=False):
               f"massif: the leaks tree holds alloc_block's 2 kept blocks ({[(c.label, c.size) for c in big]})")
 
 
-def mode_massif_truncated(tmp):
+def export_truncated(tmp, fmt, name):
+    """A cut trace exported: one line on stderr, a file written; returns
+    (the intact part's peak as the summary says, the output's path)."""
     cut = truncated_trace(tmp)
     peak, _ = summary(cut)
     check(peak > 0, f"the intact part of the cut trace has a peak ({peak})")
-    out = os.path.join(tmp, "massif.out")
-    r = export(cut, "massif", out)
-    one_stderr_line(r, "export --format massif of a cut trace")
+    out = os.path.join(tmp, name)
+    r = export(cut, fmt, out)
+    one_stderr_line(r, f"export --format {fmt} of a cut trace")
     if not os.path.exists(out):
         die("export of a cut trace wrote nothing")
+    return peak, out
+
+
+def mode_massif_truncated(tmp):
+    peak, out = export_truncated(tmp, "massif", "massif.out")
     check_massif_common(out, peak, "massif of a cut trace")
 
 
@@ -502,14 +509,7 @@ def mode_chrome(tmp, forks=False):
 
 
 def mode_chrome_truncated(tmp):
-    cut = truncated_trace(tmp)
-    peak, _ = summary(cut)
-    check(peak > 0, f"the intact part of the cut trace has a peak ({peak})")
-    out = os.path.join(tmp, "trace.json")
-    r = export(cut, "chrome", out)
-    one_stderr_line(r, "export --format chrome of a cut trace")
-    if not os.path.exists(out):
-        die("export of a cut trace wrote nothing")
+    peak, out = export_truncated(tmp, "chrome", "trace.json")
     doc, _ = load_chrome(out)
     check_events(doc["traceEvents"])
     tracks = counters(doc["traceEvents"])
