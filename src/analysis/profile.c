@@ -6,7 +6,10 @@
  * peak costs O(1), not a walk over all sites. */
 #include "profile.h"
 
+#include "stacktab.h"
+
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -766,6 +769,8 @@ void ht_prof_event(ht_prof *p, const ht_event *ev)
         r->exit_code = ev->nargs > 0 ? (int)ev->arg[0] : 0;
         r->exit_signal = ev->nargs > 1 ? (int)ev->arg[1] : 0;
         r->exit_unknown = ev->nargs > 2 && ev->arg[2] == 2;
+        p->have_end = 1;
+        p->end_code = r->exit_code, p->end_signal = r->exit_signal, p->end_unknown = r->exit_unknown;
         break;
     case HT_EV_STACK: p->have_stacks = 1; break;
     default: break;
@@ -849,4 +854,62 @@ void ht_prof_finish(ht_prof *p)
         if (r->first_ts == UINT64_MAX) r->first_ts = 0;
         if (r->nseries && r->series[r->nseries - 1].live != r->live_bytes) series_add(p, r, r->last_ts, r->live_bytes);
     }
+}
+
+/* ---- sites by name ---- */
+
+static int named_cmp(const void *x, const void *y)
+{
+    return strcmp(((const ht_prof_named *)x)->name, ((const ht_prof_named *)y)->name);
+}
+
+void ht_prof_named_free(ht_prof_named *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) free(v[i].name);
+    free(v);
+}
+
+ht_prof_named *ht_prof_named_sites(const ht_prof *p, struct ht_stacktab *stk, size_t *n_out)
+{
+    ht_prof_named *v = calloc(p->nsites ? p->nsites : 1, sizeof *v);
+    if (!v) return NULL;
+    char buf[1024];
+    size_t n = 0;
+    for (size_t i = 0; i < p->nsites; i++) {
+        const ht_prof_site *x = &p->sites[i];
+        const char *nm = HT_PROF_NO_STACK;
+        if (x->stack) {
+            if (stk && ht_stk_site(stk, x->pid, x->stack, buf, sizeof buf)) nm = buf;
+            else snprintf(buf, sizeof buf, "(stack %u of process %u: not in the trace)", x->stack, x->pid), nm = buf;
+        }
+        ht_prof_named *d = &v[n];
+        if (!(d->name = strdup(nm))) {
+            ht_prof_named_free(v, n);
+            return NULL;
+        }
+        n++;
+        d->pid = x->pid, d->stack = x->stack;
+        d->allocs = x->allocs, d->bytes = x->bytes, d->reallocs = x->reallocs, d->temporary = x->temporary;
+        d->live_blocks = x->live_blocks, d->live_bytes = x->live_bytes;
+        d->peak_blocks = x->peak_blocks, d->peak_bytes = x->peak_bytes;
+        memcpy(d->range_count, x->range_count, sizeof d->range_count);
+        memcpy(d->range_bytes, x->range_bytes, sizeof d->range_bytes);
+    }
+    if (n > 1) qsort(v, n, sizeof *v, named_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m && !strcmp(v[m - 1].name, v[i].name)) {
+            ht_prof_named *d = &v[m - 1], *x = &v[i];
+            d->allocs += x->allocs, d->bytes += x->bytes, d->reallocs += x->reallocs, d->temporary += x->temporary;
+            d->live_blocks += x->live_blocks, d->live_bytes += x->live_bytes;
+            d->peak_blocks += x->peak_blocks, d->peak_bytes += x->peak_bytes;
+            for (int k = 0; k < HT_RANGE_CLASSES; k++)
+                d->range_count[k] += x->range_count[k], d->range_bytes[k] += x->range_bytes[k];
+            free(x->name);
+        } else {
+            v[m++] = v[i];
+        }
+    }
+    *n_out = m;
+    return v;
 }

@@ -150,6 +150,7 @@ typedef struct ht_prof {
     uint64_t double_frees;                  /* freed again after a free in the trace */
     uint64_t destroyed_blocks;
     uint64_t lost, markers_total, first_ts, last_ts;
+    int have_end, end_code, end_signal, end_unknown; /* the last PROCESS_END of the trace */
     int have_stacks;
     /* reallocs of known blocks */
     uint64_t realloc_grow, realloc_shrink, realloc_same, realloc_inplace, realloc_moved;
@@ -198,6 +199,21 @@ void ht_prof_init(ht_prof *p, const ht_prof_opts *o); /* o may be NULL */
 void ht_prof_event(ht_prof *p, const ht_event *ev);
 void ht_prof_finish(ht_prof *p);
 void ht_prof_free(ht_prof *p);
+
+/* Sites as reports name them: the (process, stack) pairs whose
+ * allocation-site frame (stacktab.h's ht_stk_site) reads the same, added up;
+ * sorted by name.  `pid, stack` are the first pair's (to show its frames). */
+typedef struct ht_prof_named {
+    char *name;
+    uint32_t pid, stack;
+    uint64_t allocs, bytes, reallocs, temporary, live_blocks, live_bytes, peak_blocks, peak_bytes;
+    uint64_t range_count[HT_RANGE_CLASSES], range_bytes[HT_RANGE_CLASSES];
+} ht_prof_named;
+#define HT_PROF_NO_STACK "(no call stack: record with --stacks fp or dwarf)"
+struct ht_stacktab;
+/* After finish; *n gets the count.  NULL on out-of-memory. */
+ht_prof_named *ht_prof_named_sites(const ht_prof *p, struct ht_stacktab *stk, size_t *n);
+void ht_prof_named_free(ht_prof_named *v, size_t n);
 
 /* A process's entry (during or after the pass); NULL if absent. */
 const ht_prof_proc *ht_prof_proc_of(const ht_prof *p, uint32_t pid);

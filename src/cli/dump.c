@@ -261,31 +261,15 @@ int ht_cmd_dump(int argc, char **argv)
 
 int ht_print_summary_of(const char *path, FILE *out)
 {
-    ht_reader r;
-    if (ht_open_trace(&r, path)) return 1;
-    ht_summary s;
-    ht_summary_init(&s);
-    ht_event ev;
-    int rc;
-    ht_symbolizer *sym = NULL;
-    ht_stacktab *tab = NULL;
-    while ((rc = ht_reader_next(&r, &ev)) > 0) {
-        if (ev.kind == HT_EV_STACK || ev.kind == HT_EV_MODULE) {
-            if (!tab) { /* the trace has stacks: name the sites */
-                sym = ht_sym_new(NULL, NULL);
-                tab = ht_stk_new(sym);
-            }
-            if (tab) ht_stk_event(tab, &ev);
-        }
-        ht_summary_event(&s, &ev);
-    }
-    ht_summary_print(&s, out);
-    ht_summary_print_sites(&s, tab, out, 10);
-    ht_stk_free(tab);
-    if (sym) ht_sym_free(sym);
-    int bad = rc < 0 || ht_report_problems(&r);
-    ht_summary_free(&s);
-    ht_reader_close(&r);
+    /* the report's pass: the summary is its headline, so the two agree */
+    ht_analysis a;
+    ht_symbol_opts so = {0};
+    int rc = ht_analyze(path, NULL, &so, &a);
+    if (rc) return rc;
+    ht_summary_print(&a.prof, out);
+    ht_summary_print_sites(&a.prof, a.stk, out, 10);
+    int bad = a.damaged;
+    ht_analysis_free(&a);
     return bad ? 1 : 0;
 }
 

@@ -11,14 +11,7 @@
 #include "analyze.h"
 #include "cli.h"
 
-/* A site as the report names it: stacks whose allocation-site frame reads
- * the same are one site. */
-typedef struct rsite {
-    char *name;
-    uint32_t pid, stack;   /* the first (process, stack) seen: its frames are shown */
-    uint64_t allocs, bytes, reallocs, temporary, live_blocks, live_bytes, peak_blocks, peak_bytes;
-    uint64_t range_count[HT_RANGE_CLASSES], range_bytes[HT_RANGE_CLASSES];
-} rsite;
+typedef ht_prof_named rsite;
 
 typedef struct rep {
     const ht_analysis *a;
@@ -30,51 +23,10 @@ typedef struct rep {
     const char *path;
 } rep;
 
-static const char NO_STACK[] = "(no call stack: record with --stacks fp or dwarf)";
-
-static int by_name(const void *x, const void *y) { return strcmp(((const rsite *)x)->name, ((const rsite *)y)->name); }
-
 static int build_sites(rep *r)
 {
-    const ht_prof *p = r->p;
-    r->s = calloc(p->nsites ? p->nsites : 1, sizeof *r->s);
-    if (!r->s) return -1;
-    char buf[1024];
-    size_t n = 0;
-    for (size_t i = 0; i < p->nsites; i++) {
-        const ht_prof_site *x = &p->sites[i];
-        const char *nm = NO_STACK;
-        if (x->stack) {
-            if (ht_stk_site(r->a->stk, x->pid, x->stack, buf, sizeof buf)) nm = buf;
-            else snprintf(buf, sizeof buf, "(stack %u of process %u: not in the trace)", x->stack, x->pid), nm = buf;
-        }
-        rsite *d = &r->s[n++];
-        d->name = strdup(nm);
-        if (!d->name) return -1;
-        d->pid = x->pid, d->stack = x->stack;
-        d->allocs = x->allocs, d->bytes = x->bytes, d->reallocs = x->reallocs, d->temporary = x->temporary;
-        d->live_blocks = x->live_blocks, d->live_bytes = x->live_bytes;
-        d->peak_blocks = x->peak_blocks, d->peak_bytes = x->peak_bytes;
-        memcpy(d->range_count, x->range_count, sizeof d->range_count);
-        memcpy(d->range_bytes, x->range_bytes, sizeof d->range_bytes);
-    }
-    qsort(r->s, n, sizeof *r->s, by_name);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (m && !strcmp(r->s[m - 1].name, r->s[i].name)) {
-            rsite *d = &r->s[m - 1], *x = &r->s[i];
-            d->allocs += x->allocs, d->bytes += x->bytes, d->reallocs += x->reallocs, d->temporary += x->temporary;
-            d->live_blocks += x->live_blocks, d->live_bytes += x->live_bytes;
-            d->peak_blocks += x->peak_blocks, d->peak_bytes += x->peak_bytes;
-            for (int k = 0; k < HT_RANGE_CLASSES; k++)
-                d->range_count[k] += x->range_count[k], d->range_bytes[k] += x->range_bytes[k];
-            free(x->name);
-        } else {
-            r->s[m++] = r->s[i];
-        }
-    }
-    r->n = m;
-    return 0;
+    r->s = ht_prof_named_sites(r->p, r->a->stk, &r->n);
+    return r->s ? 0 : -1;
 }
 
 /* ---- sorting by one field ---- */
@@ -623,8 +575,7 @@ int ht_cmd_report(int argc, char **argv)
         ht_err("report: writing the report failed: %s", strerror(errno));
         bad = 1;
     }
-    for (size_t i = 0; i < r.n; i++) free(r.s[i].name);
-    free(r.s);
+    ht_prof_named_free(r.s, r.n);
     ht_analysis_free(&a);
     return bad ? 1 : 0;
 }

@@ -1,14 +1,14 @@
 /*
  * fuzz_reader.c - libFuzzer target for everything that reads untrusted
  * trace bytes: the .htrace reader (file header, chunk framing, checksums,
- * zstd, resynchronisation), the payload decoder, and the summary that
- * `heaptrace summary` / `record` run over whatever the reader yields.
+ * zstd, resynchronisation), the payload decoder, and the analyses that
+ * `heaptrace summary`, `report` and `export` run over whatever it yields.
  *
  * Each input is used three times:
  *  1. as a whole .htrace file (written to a memfd, opened by path through
  *     /proc/self/fd, or a temp file if memfd is unavailable):
  *     ht_reader_open / ht_reader_next until the end / ht_reader_problems,
- *     with every event fed to ht_summary_event and the STACK/MODULE
+ *     with every event fed to the profile (ht_prof_event) and the STACK/MODULE
  *     records to a stack table (ht_stk_*, without a symbolizer), whose
  *     text is rendered for every heap event that has a stack;
  *  2. the same with the header and chunk CRCs recomputed first, so that
@@ -147,8 +147,6 @@ static void fuzz_file(const uint8_t *data, size_t size)
         return;
     }
     CHECK(rc == 0);
-    ht_summary s;
-    ht_summary_init(&s);
     ht_prof prof;
     ht_prof_init(&prof, &(ht_prof_opts){.have_range = 1, .t0 = 1000, .t1 = 1000000, .series_max = 16});
     ht_stacktab *tab = ht_stk_new(NULL);
@@ -161,7 +159,6 @@ static void fuzz_file(const uint8_t *data, size_t size)
         const uint8_t *pay_end = r.dec.end;
         const uint8_t *pay = pay_end - r.chunk.raw_size;
         check_event(&ev, pay, pay_end);
-        ht_summary_event(&s, &ev);
         ht_prof_event(&prof, &ev);
         if (ev.kind == HT_EV_STACK || ev.kind == HT_EV_MODULE) {
             int src = ht_stk_event(tab, &ev);
@@ -181,12 +178,9 @@ static void fuzz_file(const uint8_t *data, size_t size)
     CHECK((p != NULL) == (r.chunks_bad != 0 || r.truncated != 0));
     if (p) CHECK(strlen(p) < sizeof pbuf && strchr(p, '\n') == NULL);
     CHECK(r.offset <= r.file_size);
-    ht_summary_print(&s, g_null);
-    ht_summary_print_sites(&s, tab, g_null, 10);
     check_profile(&prof, tab, &r.hdr);
     ht_prof_free(&prof);
     ht_stk_free(tab);
-    ht_summary_free(&s);
     ht_reader_close(&r);
 }
 
@@ -217,6 +211,8 @@ static void check_profile(ht_prof *p, ht_stacktab *tab, const ht_file_header *hd
         for (uint32_t k = 1; k < r->nseries; k++) CHECK(r->series[k - 1].ts <= r->series[k].ts);
         for (uint32_t k = 0; k < r->nseries; k++) CHECK(r->series[k].live <= r->peak_bytes);
     }
+    ht_summary_print(p, g_null);
+    ht_summary_print_sites(p, tab, g_null, 10);
     ht_export_ctx x = {.prof = p, .stk = tab, .hdr = hdr, .trace_path = "fuzz"};
     for (int v = HT_VALUE_ALLOC_BYTES; v <= HT_VALUE_TEMPORARY; v++) {
         x.value = v;
