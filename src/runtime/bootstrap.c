@@ -9,6 +9,9 @@
  * wrappers therefore need no "initialised?" test.  Only the thread running
  * the initialisation is served from the static buffer; other threads wait.
  */
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -95,11 +98,23 @@ static void resolve_real(void)
     ht__sess.glibc = libc_malloc != NULL && libc_malloc == (void *)ht__real.malloc;
 }
 
+int ht__prefetchw;
+
+/* CPUID 0x80000001 ECX bit 8 (PRFCHW): the CPU has PREFETCHW (rt.h). */
+static void detect_cpu(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (__get_cpuid(0x80000001u, &a, &b, &c, &d)) ht__prefetchw = (c >> 8) & 1;
+#endif
+}
+
 void ht__init(void)
 {
     int expected = 0;
     if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
         in_init = 1;
+        detect_cpu();
         resolve_real();
         ht__session_join();
         in_init = 0;

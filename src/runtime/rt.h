@@ -160,11 +160,30 @@ static inline uint64_t ht__now(void)
     return ht_clock_read(ht__sess.clock);
 }
 
+/* The collector reads each line of a sub-buffer soon after it is written,
+ * so when this thread takes that sub-buffer again the line is still in the
+ * collector's core: the first store to it would wait for the line to be
+ * taken back.  Asking for it, for writing, a few records ahead hides that
+ * wait (workload A on the bench VM: 38 -> 18 ns per call of program CPU;
+ * a plain read prefetch does not help).  PREFETCHW is not in every x86-64
+ * CPU: ht__prefetchw says whether this one has it (bootstrap.c). */
+#define HT_PREFETCH_AHEAD 512
+extern int ht__prefetchw;
+
+static inline void ht__prefetch_for_write(const char *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (HT_LIKELY(ht__prefetchw)) __asm__ __volatile__("prefetchw %0" ::"m"(*p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 static inline char *ht__reserve(ht_tls *t, uint32_t gen, size_t need)
 {
     char *r = t->cur;
-    if (HT_UNLIKELY(t->gen != gen || (size_t)(t->end - r) < need))
-        r = ht__reserve_slow(t, gen, need);
+    if (HT_UNLIKELY(t->gen != gen || (size_t)(t->end - r) < need)) return ht__reserve_slow(t, gen, need);
+    ht__prefetch_for_write(r + HT_PREFETCH_AHEAD); /* a hint: never faults */
     return r;
 }
 
