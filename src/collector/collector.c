@@ -45,7 +45,7 @@
 #include "../common/events.h"
 #include "../common/proto.h"
 #include "../common/shm.h"
-#include "../format/format.h"
+#include "../format/codec_enc.h"
 
 #define CHUNK_TARGET (512u * 1024u)
 
@@ -539,6 +539,9 @@ static size_t min_words(unsigned kind)
     }
 }
 
+static HT_NOINLINE void emit_meta(ht_collector *c, proc *p, stage *s, const uint8_t *r, ht_rec_hdr h,
+                                  uint64_t ts);
+
 static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
 {
     ht_rec_hdr h;
@@ -556,7 +559,7 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
         ht_rec_alloc a;
         memcpy(&a, r, sizeof a);
         if (HT_UNLIKELY(h.api >= HT_API_COUNT || h.source > 7)) goto damaged;
-        rc = ht_enc_ev_alloc(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr, a.size,
+        rc = hte_alloc(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr, a.size,
                              rec_stack(p, r, h.words, sizeof a));
         goto heap_event;
     }
@@ -564,7 +567,7 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
         ht_rec_free a;
         memcpy(&a, r, sizeof a);
         if (HT_UNLIKELY(h.api >= HT_API_COUNT || h.source > 7)) goto damaged;
-        rc = ht_enc_ev_free(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr,
+        rc = hte_free(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.addr,
                             rec_stack(p, r, h.words, sizeof a));
         goto heap_event;
     }
@@ -572,12 +575,31 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
         ht_rec_realloc a;
         memcpy(&a, r, sizeof a);
         if (HT_UNLIKELY(h.api >= HT_API_COUNT || h.source > 7)) goto damaged;
-        rc = ht_enc_ev_realloc(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.new_addr, a.new_size,
+        rc = hte_realloc(&p->enc, s->tid, ts, h.api, h.source, h.heap, a.new_addr, a.new_size,
                                a.old_addr, a.old_size, rec_stack(p, r, h.words, sizeof a));
         goto heap_event;
     }
-    default: break;
+    default:
+        emit_meta(c, p, s, r, h, ts);
+        return;
     }
+heap_event:
+    if (HT_UNLIKELY(rc < 0)) {
+        write_failed(c, rc);
+        return;
+    }
+    c->st.records++;
+    c->st.events++;
+    if (p->enc.out.len >= CHUNK_TARGET || p->enc.records >= HT_CHUNK_RECORDS_MAX) flush_enc(c, &p->enc);
+    return;
+damaged:
+    c->st.damaged++;
+}
+
+/* A metadata record (or a damaged one): rare, kept out of the hot path. */
+static HT_NOINLINE void emit_meta(ht_collector *c, proc *p, stage *s, const uint8_t *r, ht_rec_hdr h,
+                                  uint64_t ts)
+{
     ht_event ev = {.kind = h.kind, .pid = p->pid, .tid = s->tid, .api = h.api,
                    .source = h.source, .heap = h.heap, .ts = ts};
     switch (h.kind) {
@@ -667,15 +689,6 @@ static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
         return; /* unknown record from a newer runtime: skipped by length */
     }
     put_event(c, &p->enc, &ev);
-    return;
-heap_event:
-    if (HT_UNLIKELY(rc < 0)) {
-        write_failed(c, rc);
-        return;
-    }
-    c->st.records++;
-    c->st.events++;
-    if (p->enc.out.len >= CHUNK_TARGET || p->enc.records >= HT_CHUNK_RECORDS_MAX) flush_enc(c, &p->enc);
     return;
 damaged:
     c->st.damaged++;
@@ -778,9 +791,36 @@ static int drain_proc(ht_collector *c, proc *p, int final)
 /* The thread's next record: its bytes (validated framing), its raw ts.
  * Returns 0 if the thread has nothing more to read for now.  FULL segments
  * read to their end go back to the pool here. */
-static int stage_peek(ht_collector *c, proc *p, stage *s)
+static int stage_peek_slow(ht_collector *c, proc *p, stage *s);
+
+static inline int stage_peek(ht_collector *c, proc *p, stage *s)
 {
     if (s->peeked) return 1;
+    /* the common case: the next heap event inside the current segment */
+    if (HT_LIKELY(s->spill_pos >= s->spill.len && s->nsegs)) {
+        seg *g = &s->segs[0];
+        uint64_t avail = g->end - g->pos;
+        if (HT_LIKELY(g->pos < g->end && avail >= sizeof(ht_rec_alloc))) {
+            const uint8_t *r = sb_data(p, g->idx) + g->pos;
+            ht_rec_hdr h;
+            memcpy(&h, r, sizeof h);
+            uint64_t bytes = (uint64_t)h.words * 8;
+            if (HT_LIKELY(h.kind >= HT_EV_ALLOC && h.kind <= HT_EV_REALLOC && h.words >= min_words(h.kind) &&
+                          bytes <= avail)) {
+                __builtin_prefetch(r + 512);
+                s->next = r;
+                s->next_bytes = (uint32_t)bytes;
+                s->next_ts = h.ts;
+                s->peeked = 1;
+                return 1;
+            }
+        }
+    }
+    return stage_peek_slow(c, p, s);
+}
+
+static HT_NOINLINE int stage_peek_slow(ht_collector *c, proc *p, stage *s)
+{
     for (;;) {
         const uint8_t *r;
         uint64_t avail;
@@ -838,8 +878,8 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
     uint64_t now = ht_mono_ns();
     for (;;) {
         stage *best = NULL;
-        uint64_t best_ts = 0;
-        int best_virtual = 0;
+        uint64_t best_ts = 0, next_ts = 0; /* next: the runner-up's */
+        int best_virtual = 0, next_virtual = 0, have_next = 0;
         for (size_t i = 0; i < p->nstages; i++) {
             stage *s = &p->stages[i];
             uint64_t ts;
@@ -856,16 +896,26 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
                 continue;
             }
             if (!best || (int64_t)(ts - best_ts) < 0 || (ts == best_ts && best_virtual && !virt)) {
+                if (best) next_ts = best_ts, next_virtual = best_virtual, have_next = 1;
                 best = s;
                 best_ts = ts;
                 best_virtual = virt;
+            } else if (!have_next || (int64_t)(ts - next_ts) < 0 || (ts == next_ts && next_virtual && !virt)) {
+                next_ts = ts, next_virtual = virt, have_next = 1;
             }
         }
         if (!best || best_virtual || best_ts >= until) break;
-        const uint8_t *r = best->next;
-        best->last_ts = best_ts;
-        stage_advance(best);
-        emit_record(c, p, best, r);
+        /* a run of the best thread's records, as long as each one is still
+         * the oldest of all (older than the runner-up's; at a tie, the
+         * full scan above decides) */
+        do {
+            const uint8_t *r = best->next;
+            best->last_ts = best_ts;
+            stage_advance(best);
+            emit_record(c, p, best, r);
+            if (!stage_peek(c, p, best)) break;
+            best_ts = best->next_ts;
+        } while (best_ts < until && (!have_next || (int64_t)(best_ts - next_ts) < 0));
     }
     for (size_t i = 0; i < p->nstages; i++) {
         stage *s = &p->stages[i];

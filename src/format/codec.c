@@ -10,8 +10,8 @@
  *   tag bit 5  : REALLOC's old address is a back-reference
  *   tag bit 6  : thread differs from the previous record's
  *   tag bit 7  : heap events: a stack id (varint >= 1) ends the record
- * then [tid] ts-delta(zigzag), and for heap events [api|source<<5], [heap],
- * addresses, sizes.  An address is either a zigzag delta from the same
+ * then [tid] ts-delta(hte_zigzag), and for heap events [api|source<<5], [heap],
+ * addresses, sizes.  An address is either a hte_zigzag delta from the same
  * thread's previous allocated (freed) address, or a back-reference d >= 1:
  * a freed address is usually one allocated in this chunk ("the address of
  * the allocation d allocations ago"), and an allocated address is usually
@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format.h"
+#include "codec_enc.h"
 
 #define TAG_KIND HT_TAG_KIND
 #define TAG_META HT_TAG_META
@@ -53,30 +53,7 @@ void ht_buf_free(ht_buf *b)
     memset(b, 0, sizeof *b);
 }
 
-static inline uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-static inline uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static inline int64_t unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
-
-static inline ht_codec_ctx *ctx_for(ht_codec_ctx *tab, uint32_t tid)
-{
-    ht_codec_ctx *c = &tab[tid % HT_CODEC_CTX];
-    if (__builtin_expect(c->tid != tid, 0)) {
-        memset(c, 0, sizeof *c);
-        memset(c->apisrc, 0xff, sizeof c->apisrc);
-        c->tid = tid;
-        c->heap = 1;
-    }
-    return c;
-}
 
 static void ctx_reset(ht_codec_ctx *tab)
 {
@@ -104,170 +81,23 @@ void ht_enc_reset(ht_encoder *e, uint32_t stream)
 
 void ht_enc_free(ht_encoder *e) { ht_buf_free(&e->out); }
 
-static inline ht_addr_slot *slot(ht_addr_slot *cache, uint64_t addr)
-{
-    return &cache[((addr >> 4) * 0x9e3779b97f4a7c15ull) >> (64 - 12)];
-}
-_Static_assert(HT_CODEC_CACHE == 1 << 12, "slot() assumes a 4096-entry cache");
-
-/* Back-reference distance for `addr` in `cache` (whose side has made
- * `n` entries so far), or 0 if none is usable. */
-static inline uint64_t find_ref(const ht_encoder *e, ht_addr_slot *cache, uint32_t n, uint64_t addr)
-{
-    ht_addr_slot *s = slot(cache, addr);
-    if (s->gen != e->gen || s->addr != addr) return 0;
-    uint32_t d = n - s->serial;
-    return d >= 1 && d < HT_CODEC_HIST ? d : 0;
-}
-
-static inline void note(const ht_encoder *e, ht_addr_slot *cache, uint32_t serial, uint64_t addr)
-{
-    ht_addr_slot *s = slot(cache, addr);
-    s->addr = addr;
-    s->serial = serial;
-    s->gen = e->gen;
-}
-
-/* Start a record: reserve room, write tid if it changed and the ts delta.
- * Returns the tag position; *pp is where the body goes. */
-static inline uint8_t *rec_begin(ht_encoder *e, uint32_t tid, uint64_t ts, size_t room,
-                                 uint8_t **pp, uint8_t *tag)
-{
-    if (ht_buf_reserve(&e->out, room) < 0) return NULL;
-    if (e->records == 0) e->ts_first = e->prev_ts = ts;
-    uint8_t *tagp = e->out.data + e->out.len;
-    uint8_t *p = tagp + 1;
-    *tag = 0;
-    if (tid != e->prev_tid || e->records == 0) {
-        *tag |= TAG_THREAD;
-        p = put_varint(p, tid);
-        e->prev_tid = tid;
-    }
-    p = put_varint(p, zigzag((int64_t)(ts - e->prev_ts)));
-    e->prev_ts = ts;
-    if (ts > e->ts_last || e->records == 0) e->ts_last = ts;
-    *pp = p;
-    return tagp;
-}
-
-static inline void rec_end(ht_encoder *e, uint8_t *tagp, uint8_t tag, uint8_t *p)
-{
-    *tagp = tag;
-    e->out.len = (size_t)(p - e->out.data);
-    e->records++;
-}
-
-static inline uint8_t *put_heap_api(ht_codec_ctx *c, uint8_t *p, uint8_t *tag, unsigned kind,
-                                    unsigned api, unsigned src, uint64_t heap)
-{
-    uint8_t as = (uint8_t)((api & 31) | (src & 7) << 5);
-    if (as != c->apisrc[kind] || as == 0xff) { /* 0xff also means "none yet" */
-        *tag |= TAG_APISRC;
-        *p++ = as;
-        c->apisrc[kind] = as;
-    }
-    if (heap != c->heap) {
-        *tag |= TAG_HEAP;
-        p = put_varint(p, heap);
-        c->heap = heap;
-    }
-    return p;
-}
-
-/* An address as a back-reference into the other side's history (`refs`,
- * with `nrefs` entries so far) or as a delta from *prev; then it joins its
- * own side's history (`own`, entry number (*nown)++). */
-static inline uint8_t *put_addr(ht_encoder *e, uint8_t *p, uint8_t *tag, uint8_t refbit, uint64_t addr,
-                                ht_addr_slot *refs, uint32_t nrefs, ht_addr_slot *own, uint32_t *nown,
-                                uint64_t *prev)
-{
-    uint64_t d = find_ref(e, refs, nrefs, addr);
-    if (d) {
-        *tag |= refbit;
-        p = put_varint(p, d);
-    } else {
-        p = put_varint(p, zigzag((int64_t)(addr - *prev)));
-    }
-    *prev = addr;
-    note(e, own, (*nown)++, addr);
-    return p;
-}
-
-/* The address of a block being freed: a reference into the allocations. */
-static inline uint8_t *put_free_addr(ht_encoder *e, ht_codec_ctx *c, uint8_t *p, uint8_t *tag,
-                                     uint8_t refbit, uint64_t addr)
-{
-    return put_addr(e, p, tag, refbit, addr, e->acache, e->nalloc, e->fcache, &e->nfree, &c->free_addr);
-}
-
-/* The address of a block handed out: a reference into the frees. */
-static inline uint8_t *put_alloc_addr(ht_encoder *e, ht_codec_ctx *c, uint8_t *p, uint8_t *tag,
-                                      uint8_t refbit, uint64_t addr)
-{
-    return put_addr(e, p, tag, refbit, addr, e->fcache, e->nfree, e->acache, &e->nalloc, &c->alloc_addr);
-}
-
-/* widest heap record: tag 1 + tid 5 + ts 10 + api 1 + heap 10 + 4 x 10 + stack 5 */
-#define CORE_ROOM 80
-
-static inline uint8_t *put_stack(uint8_t *p, uint8_t *tag, uint32_t stack)
-{
-    if (stack) {
-        *tag |= TAG_STACK;
-        p = put_varint(p, stack);
-    }
-    return p;
-}
-
 int ht_enc_ev_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
                     uint64_t heap, uint64_t addr, uint64_t size, uint32_t stack)
 {
-    uint8_t *p, tag;
-    uint8_t *tagp = rec_begin(e, tid, ts, CORE_ROOM, &p, &tag);
-    if (!tagp) return -ENOMEM;
-    ht_codec_ctx *c = ctx_for(e->ctx, tid);
-    tag |= HT_EV_ALLOC;
-    p = put_heap_api(c, p, &tag, HT_EV_ALLOC, api, src, heap);
-    p = put_alloc_addr(e, c, p, &tag, TAG_REF1, addr);
-    p = put_varint(p, size);
-    p = put_stack(p, &tag, stack);
-    rec_end(e, tagp, tag, p);
-    return 0;
+    return hte_alloc(e, tid, ts, api, src, heap, addr, size, stack);
 }
 
 int ht_enc_ev_free(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
                    uint64_t heap, uint64_t addr, uint32_t stack)
 {
-    uint8_t *p, tag;
-    uint8_t *tagp = rec_begin(e, tid, ts, CORE_ROOM, &p, &tag);
-    if (!tagp) return -ENOMEM;
-    ht_codec_ctx *c = ctx_for(e->ctx, tid);
-    tag |= HT_EV_FREE;
-    p = put_heap_api(c, p, &tag, HT_EV_FREE, api, src, heap);
-    p = put_free_addr(e, c, p, &tag, TAG_REF1, addr);
-    p = put_stack(p, &tag, stack);
-    rec_end(e, tagp, tag, p);
-    return 0;
+    return hte_free(e, tid, ts, api, src, heap, addr, stack);
 }
 
 int ht_enc_ev_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
                       uint64_t heap, uint64_t new_addr, uint64_t new_size, uint64_t old_addr,
                       uint64_t old_size, uint32_t stack)
 {
-    uint8_t *p, tag;
-    uint8_t *tagp = rec_begin(e, tid, ts, CORE_ROOM, &p, &tag);
-    if (!tagp) return -ENOMEM;
-    ht_codec_ctx *c = ctx_for(e->ctx, tid);
-    tag |= HT_EV_REALLOC;
-    p = put_heap_api(c, p, &tag, HT_EV_REALLOC, api, src, heap);
-    /* the old block goes first, so an in-place realloc refers to it */
-    p = put_free_addr(e, c, p, &tag, TAG_REF2, old_addr);
-    p = put_varint(p, old_size);
-    p = put_alloc_addr(e, c, p, &tag, TAG_REF1, new_addr);
-    p = put_varint(p, new_size);
-    p = put_stack(p, &tag, stack);
-    rec_end(e, tagp, tag, p);
-    return 0;
+    return hte_realloc(e, tid, ts, api, src, heap, new_addr, new_size, old_addr, old_size, stack);
 }
 
 int ht_enc_event(ht_encoder *e, const ht_event *ev)
@@ -285,22 +115,22 @@ int ht_enc_event(ht_encoder *e, const ht_event *ev)
     if (ev->kind < 64 || ev->kind > 0xffff) return -EINVAL;
     size_t tlen = ev->text ? ev->text_len : 0;
     uint8_t *p, tag;
-    uint8_t *tagp = rec_begin(e, ev->tid, ev->ts, 32 + 10 * (3 + HT_EVENT_ARGS) + tlen, &p, &tag);
+    uint8_t *tagp = hte_rec_begin(e, ev->tid, ev->ts, 32 + 10 * (3 + HT_EVENT_ARGS) + tlen, &p, &tag);
     if (!tagp) return -ENOMEM;
     tag |= TAG_META;
-    p = put_varint(p, ev->kind);
+    p = hte_varint(p, ev->kind);
     uint8_t body[16 + 10 * (1 + HT_EVENT_ARGS)];
-    uint8_t *b = put_varint(body, ev->heap);
+    uint8_t *b = hte_varint(body, ev->heap);
     unsigned n = ev->nargs > HT_EVENT_ARGS ? HT_EVENT_ARGS : ev->nargs;
-    b = put_varint(b, n);
-    for (unsigned i = 0; i < n; i++) b = put_varint(b, ev->arg[i]);
+    b = hte_varint(b, n);
+    for (unsigned i = 0; i < n; i++) b = hte_varint(b, ev->arg[i]);
     size_t blen = (size_t)(b - body);
-    p = put_varint(p, blen + tlen);
+    p = hte_varint(p, blen + tlen);
     memcpy(p, body, blen);
     p += blen;
     if (tlen) memcpy(p, ev->text, tlen);
     p += tlen;
-    rec_end(e, tagp, tag, p);
+    hte_rec_end(e, tagp, tag, p);
     return 0;
 }
 
@@ -403,7 +233,7 @@ int ht_dec_next(ht_decoder *d, ht_event *ev)
     ev->ts = d->prev_ts;
     unsigned kind = tag & TAG_KIND;
     if (kind >= HT_EV_ALLOC && kind <= HT_EV_REALLOC) {
-        ht_codec_ctx *c = ctx_for(d->ctx, ev->tid);
+        ht_codec_ctx *c = hte_ctx_for(d->ctx, ev->tid);
         ht_codec_hist *h = &d->hist;
         ev->kind = kind;
         if (tag & TAG_APISRC) {
