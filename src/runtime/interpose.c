@@ -10,7 +10,6 @@
  * Before the real functions are resolved the pointers in ht__real point at
  * boot_* functions that initialise the runtime first (bootstrap.c).
  */
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <malloc.h>
@@ -24,29 +23,30 @@ static inline uint32_t session_gen(void)
     return ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on);
 }
 
-/* Records the outcome of an allocating call; keeps errno as the real call
- * left it. */
-static HT_NOINLINE void record_alloc(uint32_t g, unsigned api, void *p, uint64_t n)
+/* errno: nothing on the recording path touches it but its slow paths,
+ * which keep it themselves (ht__reserve_slow, ht__stack), so every wrapper
+ * leaves errno as the real call left it without saving it per event. */
+
+/* Records the outcome of an allocating call. */
+static HT_ALWAYS_INLINE void record_alloc(ht_tls *t, uint32_t g, unsigned api, void *p, uint64_t n)
 {
-    int e = errno;
-    ht_tls *t = &ht__tls;
     if (HT_UNLIKELY(t->pending_api)) { /* the block of a C++ operator new */
         api = t->pending_api;
         n = t->pending_size;
         t->pending_api = 0;
     }
     ht__emit_alloc(t, g, api, ht__libc_source(p), 1, p, n);
-    errno = e;
 }
 
 /* The simple allocating calls: the exported function is only the idle test
- * and a tail call; the traced path is out of line. */
+ * and a tail call; the traced path is out of line, in one function. */
 #define SIMPLE_ALLOC(name, api, PARAMS, ARGS, SIZE)                        \
     static HT_NOINLINE void *name##_traced(uint32_t g, PARAMS)             \
     {                                                                      \
-        if (ht__tls.nest) return ht__real.name ARGS;                       \
+        ht_tls *t = &ht__tls;                                              \
+        if (t->nest) return ht__real.name ARGS;                            \
         void *p = ht__real.name ARGS;                                      \
-        record_alloc(g, api, p, SIZE);                                             \
+        record_alloc(t, g, api, p, SIZE);                                  \
         return p;                                                          \
     }                                                                      \
     EXPORT void *name(PARAMS)                                              \
@@ -71,11 +71,12 @@ SIMPLE_ALLOC(pvalloc, HT_API_PVALLOC, size_t n, (n), n)
 
 static HT_NOINLINE void *calloc_traced(uint32_t g, size_t n, size_t sz)
 {
-    if (ht__tls.nest) return ht__real.calloc(n, sz);
+    ht_tls *t = &ht__tls;
+    if (t->nest) return ht__real.calloc(n, sz);
     void *p = ht__real.calloc(n, sz);
     size_t total;
     if (__builtin_mul_overflow(n, sz, &total)) total = SIZE_MAX; /* overflowed request */
-    record_alloc(g, HT_API_CALLOC, p, total);
+    record_alloc(t, g, HT_API_CALLOC, p, total);
     return p;
 }
 
@@ -88,9 +89,10 @@ EXPORT void *calloc(size_t n, size_t sz)
 
 static HT_NOINLINE int posix_memalign_traced(uint32_t g, void **out, size_t align, size_t n)
 {
-    if (ht__tls.nest) return ht__real.posix_memalign(out, align, n);
+    ht_tls *t = &ht__tls;
+    if (t->nest) return ht__real.posix_memalign(out, align, n);
     int rc = ht__real.posix_memalign(out, align, n);
-    record_alloc(g, HT_API_POSIX_MEMALIGN, rc == 0 ? *out : NULL, n);
+    record_alloc(t, g, HT_API_POSIX_MEMALIGN, rc == 0 ? *out : NULL, n);
     return rc;
 }
 
@@ -104,19 +106,17 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
 static HT_NOINLINE void free_slow(uint32_t g, void *p)
 {
     if (ht__boot_owns(p)) return; /* bootstrap blocks are never freed */
-    if (g == 0 || ht__tls.nest || p == NULL) {
+    ht_tls *t = &ht__tls;
+    if (g == 0 || t->nest || p == NULL) {
         ht__real.free(p);
         return;
     }
-    int e = errno;
-    ht_tls *t = &ht__tls;
     unsigned api = HT_API_FREE;
     if (HT_UNLIKELY(t->pending_api)) { /* the release of a C++ operator delete */
         api = t->pending_api;
         t->pending_api = 0;
     }
     ht__emit_free(t, g, api, ht__libc_source(p), 1, p);
-    errno = e;
     ht__real.free(p);
 }
 
@@ -143,11 +143,7 @@ static HT_NOINLINE void *realloc_traced(uint32_t g, unsigned api, void *old, siz
     size_t total;
     if (is_array) size = __builtin_mul_overflow(n, m, &total) ? SIZE_MAX : total;
     int frees = old != NULL && size == 0;
-    if (frees) {
-        int e = errno;
-        ht__emit_free(t, g, api, ht__libc_source(old), 1, old);
-        errno = e;
-    }
+    if (frees) ht__emit_free(t, g, api, ht__libc_source(old), 1, old);
     void *p;
     if (is_array) {
         /* glibc's reallocarray calls realloc: that inner call is not an event */
@@ -158,14 +154,12 @@ static HT_NOINLINE void *realloc_traced(uint32_t g, unsigned api, void *old, siz
         p = ht__real.realloc(old, n);
     }
     if (frees) return p;
-    int e = errno;
     if (old == NULL)
         ht__emit_alloc(t, g, api, ht__libc_source(p), 1, p, size);
     else if (p == NULL) /* failed: the old block is untouched; show the failed request */
         ht__emit_realloc(t, g, api, 3, 1, NULL, size, old, 0);
     else
         ht__emit_realloc(t, g, api, ht__libc_source(p), 1, p, size, old, 0);
-    errno = e;
     return p;
 }
 

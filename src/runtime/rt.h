@@ -67,6 +67,7 @@ typedef struct ht_session {
     int sock_fd, event_fd;
     int glibc;          /* the real malloc is glibc's: chunk header readable */
     uint32_t stack_mode, stack_depth, stack_events; /* --stacks (ht_stack_mode), --depth, HT_STACK_ON_* */
+    uint32_t slow_events; /* HT_STACK_ON_* kinds that take the general path: stacks, or no TSC */
 } ht_session;
 extern ht_session ht__sess;
 
@@ -183,7 +184,6 @@ static inline char *ht__reserve(ht_tls *t, uint32_t gen, size_t need)
 {
     char *r = t->cur;
     if (HT_UNLIKELY(t->gen != gen || (size_t)(t->end - r) < need)) return ht__reserve_slow(t, gen, need);
-    ht__prefetch_for_write(r + HT_PREFETCH_AHEAD); /* a hint: never faults */
     return r;
 }
 
@@ -209,75 +209,112 @@ static inline void ht__commit(ht_tls *t, char *rec_end)
 static inline void ht__hdr(ht_rec_hdr *h, unsigned kind, unsigned api, unsigned src,
                            size_t bytes, uint64_t heap, uint64_t ts)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* the first 8 bytes in one store: kind, api, source, words, heap */
+    uint64_t w = (uint64_t)(uint8_t)kind | (uint64_t)(uint8_t)api << 8 | (uint64_t)(uint8_t)src << 16 |
+                 (uint64_t)(uint8_t)(bytes / 8) << 24 | (uint64_t)(uint32_t)heap << 32;
+    memcpy(h, &w, 8);
+#else
     h->kind = (uint8_t)kind;
     h->api = (uint8_t)api;
     h->source = (uint8_t)src;
     h->words = (uint8_t)(bytes / 8);
     h->heap = (uint32_t)heap;
+#endif
     h->ts = ts;
+}
+
+/* The general path of a heap event (session.c): a stack to walk, a window
+ * to (re)open, a nested event to count.  Out of line, so that the fast path
+ * below stays a leaf that needs no registers saved. */
+void ht__emit_alloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap,
+                            const void *p, uint64_t size);
+void ht__emit_free_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap,
+                           const void *p);
+void ht__emit_realloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap,
+                              const void *np, uint64_t nsize, const void *op, uint64_t osize);
+
+/* The fast path: no record of this thread in flight, no stack wanted for
+ * this kind of event, the clock is the TSC, the window is this session's
+ * and has `sz` bytes.  Then it enters the record window (ht__enter), marks
+ * the record in flight (ht__begin), stores where it goes in *rp, its
+ * timestamp in *tsp and returns 1; else 0, and the caller takes the general path
+ * (which also handles a session that ended meanwhile).  No calls: the
+ * functions inlining it need no registers saved. */
+static inline int ht__fast_open(ht_tls *t, uint32_t gen, unsigned kind_flag, size_t sz, char **rp,
+                                uint64_t *tsp)
+{
+    if (HT_UNLIKELY((t->in_emit | (ht__sess.slow_events & kind_flag)) != 0)) return 0;
+    __atomic_store_n(&t->in_emit, 1, __ATOMIC_RELAXED);
+    __asm__ __volatile__("" ::: "memory");
+    /* the window is read only now: a signal handler's event between the
+     * test above and the store ran to its end and moved it */
+    char *r = t->cur;
+    if (HT_UNLIKELY(ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) != gen || t->gen != gen ||
+                    (size_t)(t->end - r) < sz)) {
+        __asm__ __volatile__("" ::: "memory");
+        __atomic_store_n(&t->in_emit, 0, __ATOMIC_RELAXED);
+        return 0;
+    }
+    ht__prefetch_for_write(r + HT_PREFETCH_AHEAD); /* a hint: never faults */
+    ht_atomic_store_relaxed(&t->sb->committed, (uint64_t)(r - t->data) | 1); /* ht__begin */
+    *rp = r;
+    *tsp = ht_rdtsc();
+    return 1;
 }
 
 /* The timestamp is read inside, after any wait for a buffer: for an
  * allocation after the real call returned, for a free before it runs. */
-static inline void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+static HT_ALWAYS_INLINE void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
                                   uint64_t heap, const void *p, uint64_t size)
 {
-    if (!ht__enter(t, gen)) return;
-    uint64_t sh = 0;
-    if (HT_UNLIKELY(ht__sess.stack_events & HT_STACK_ON_ALLOC)) sh = ht__stack(t, gen);
-    size_t sz = sizeof(ht_rec_alloc) + (sh ? 8 : 0);
-    char *r = ht__reserve(t, gen, sz);
-    if (HT_LIKELY(r != NULL)) {
-        ht_rec_alloc *a = (ht_rec_alloc *)r;
-        uint64_t ts = ht__begin(t, r);
-        ht__hdr(&a->h, HT_EV_ALLOC, api, src, sz, heap, ts);
-        a->addr = (uintptr_t)p;
-        a->size = size;
-        if (sh) memcpy(r + sizeof *a, &sh, 8);
-        ht__commit(t, r + sz);
+    char *r;
+    uint64_t ts;
+    if (HT_UNLIKELY(!ht__fast_open(t, gen, HT_STACK_ON_ALLOC, sizeof(ht_rec_alloc), &r, &ts))) {
+        ht__emit_alloc_general(t, gen, api, src, heap, p, size);
+        return;
     }
+    ht_rec_alloc *a = (ht_rec_alloc *)r;
+    ht__hdr(&a->h, HT_EV_ALLOC, api, src, sizeof *a, heap, ts);
+    a->addr = (uintptr_t)p;
+    a->size = size;
+    ht__commit(t, r + sizeof *a);
     ht__leave(t);
 }
 
-static inline void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+static HT_ALWAYS_INLINE void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
                                  uint64_t heap, const void *p)
 {
-    if (!ht__enter(t, gen)) return;
-    uint64_t sh = 0;
-    if (HT_UNLIKELY(ht__sess.stack_events & HT_STACK_ON_FREE)) sh = ht__stack(t, gen);
-    size_t sz = sizeof(ht_rec_free) + (sh ? 8 : 0);
-    char *r = ht__reserve(t, gen, sz);
-    if (HT_LIKELY(r != NULL)) {
-        ht_rec_free *a = (ht_rec_free *)r;
-        uint64_t ts = ht__begin(t, r);
-        ht__hdr(&a->h, HT_EV_FREE, api, src, sz, heap, ts);
-        a->addr = (uintptr_t)p;
-        if (sh) memcpy(r + sizeof *a, &sh, 8);
-        ht__commit(t, r + sz);
+    char *r;
+    uint64_t ts;
+    if (HT_UNLIKELY(!ht__fast_open(t, gen, HT_STACK_ON_FREE, sizeof(ht_rec_free), &r, &ts))) {
+        ht__emit_free_general(t, gen, api, src, heap, p);
+        return;
     }
+    ht_rec_free *a = (ht_rec_free *)r;
+    ht__hdr(&a->h, HT_EV_FREE, api, src, sizeof *a, heap, ts);
+    a->addr = (uintptr_t)p;
+    ht__commit(t, r + sizeof *a);
     ht__leave(t);
 }
 
-static inline void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+static HT_ALWAYS_INLINE void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
                                     uint64_t heap, const void *np, uint64_t nsize,
                                     const void *op, uint64_t osize)
 {
-    if (!ht__enter(t, gen)) return;
-    uint64_t sh = 0;
-    if (HT_UNLIKELY(ht__sess.stack_events & HT_STACK_ON_REALLOC)) sh = ht__stack(t, gen);
-    size_t sz = sizeof(ht_rec_realloc) + (sh ? 8 : 0);
-    char *r = ht__reserve(t, gen, sz);
-    if (HT_LIKELY(r != NULL)) {
-        ht_rec_realloc *a = (ht_rec_realloc *)r;
-        uint64_t ts = ht__begin(t, r);
-        ht__hdr(&a->h, HT_EV_REALLOC, api, src, sz, heap, ts);
-        a->new_addr = (uintptr_t)np;
-        a->new_size = nsize;
-        a->old_addr = (uintptr_t)op;
-        a->old_size = osize;
-        if (sh) memcpy(r + sizeof *a, &sh, 8);
-        ht__commit(t, r + sz);
+    char *r;
+    uint64_t ts;
+    if (HT_UNLIKELY(!ht__fast_open(t, gen, HT_STACK_ON_REALLOC, sizeof(ht_rec_realloc), &r, &ts))) {
+        ht__emit_realloc_general(t, gen, api, src, heap, np, nsize, op, osize);
+        return;
     }
+    ht_rec_realloc *a = (ht_rec_realloc *)r;
+    ht__hdr(&a->h, HT_EV_REALLOC, api, src, sizeof *a, heap, ts);
+    a->new_addr = (uintptr_t)np;
+    a->new_size = nsize;
+    a->old_addr = (uintptr_t)op;
+    a->old_size = osize;
+    ht__commit(t, r + sizeof *a);
     ht__leave(t);
 }
 

@@ -156,6 +156,8 @@ int ht__session_install(int fd, const ht_msg_session *msg, int fds[2])
     ht__sess.stack_mode = h->stack_mode <= HT_STACKS_DWARF ? h->stack_mode : HT_STACKS_NONE;
     ht__sess.stack_depth = h->stack_depth >= 1 && h->stack_depth <= HT_STACK_DEPTH_MAX ? h->stack_depth : 64;
     ht__sess.stack_events = ht__sess.stack_mode ? h->stack_events & 7u : 0;
+    /* the fast path (rt.h) reads the TSC inline and walks no stack */
+    ht__sess.slow_events = ht__sess.stack_events | (ht__sess.clock == HT_CLOCK_TSC ? 0u : 7u);
     if (ht__sess.stack_mode) ht__stacks_setup(ht__sess.stack_mode);
     uint32_t g = ++generation;
     if (g == 0) g = ++generation; /* 0 means idle */
@@ -401,6 +403,69 @@ void ht__thread_exit(void *arg)
     t->exited = 1;
     t->exit_runs++;
     errno = e;
+}
+
+/* The general path of the heap events (rt.h has the fast one). */
+void ht__emit_alloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+                                  uint64_t heap, const void *p, uint64_t size)
+{
+    if (!ht__enter(t, gen)) return;
+    uint64_t sh = 0;
+    if (HT_UNLIKELY(ht__sess.stack_events & HT_STACK_ON_ALLOC)) sh = ht__stack(t, gen);
+    size_t sz = sizeof(ht_rec_alloc) + (sh ? 8 : 0);
+    char *r = ht__reserve(t, gen, sz);
+    if (HT_LIKELY(r != NULL)) {
+        ht_rec_alloc *a = (ht_rec_alloc *)r;
+        uint64_t ts = ht__begin(t, r);
+        ht__hdr(&a->h, HT_EV_ALLOC, api, src, sz, heap, ts);
+        a->addr = (uintptr_t)p;
+        a->size = size;
+        if (sh) memcpy(r + sizeof *a, &sh, 8);
+        ht__commit(t, r + sz);
+    }
+    ht__leave(t);
+}
+
+void ht__emit_free_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+                                 uint64_t heap, const void *p)
+{
+    if (!ht__enter(t, gen)) return;
+    uint64_t sh = 0;
+    if (HT_UNLIKELY(ht__sess.stack_events & HT_STACK_ON_FREE)) sh = ht__stack(t, gen);
+    size_t sz = sizeof(ht_rec_free) + (sh ? 8 : 0);
+    char *r = ht__reserve(t, gen, sz);
+    if (HT_LIKELY(r != NULL)) {
+        ht_rec_free *a = (ht_rec_free *)r;
+        uint64_t ts = ht__begin(t, r);
+        ht__hdr(&a->h, HT_EV_FREE, api, src, sz, heap, ts);
+        a->addr = (uintptr_t)p;
+        if (sh) memcpy(r + sizeof *a, &sh, 8);
+        ht__commit(t, r + sz);
+    }
+    ht__leave(t);
+}
+
+void ht__emit_realloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+                                    uint64_t heap, const void *np, uint64_t nsize,
+                                    const void *op, uint64_t osize)
+{
+    if (!ht__enter(t, gen)) return;
+    uint64_t sh = 0;
+    if (HT_UNLIKELY(ht__sess.stack_events & HT_STACK_ON_REALLOC)) sh = ht__stack(t, gen);
+    size_t sz = sizeof(ht_rec_realloc) + (sh ? 8 : 0);
+    char *r = ht__reserve(t, gen, sz);
+    if (HT_LIKELY(r != NULL)) {
+        ht_rec_realloc *a = (ht_rec_realloc *)r;
+        uint64_t ts = ht__begin(t, r);
+        ht__hdr(&a->h, HT_EV_REALLOC, api, src, sz, heap, ts);
+        a->new_addr = (uintptr_t)np;
+        a->new_size = nsize;
+        a->old_addr = (uintptr_t)op;
+        a->old_size = osize;
+        if (sh) memcpy(r + sizeof *a, &sh, 8);
+        ht__commit(t, r + sz);
+    }
+    ht__leave(t);
 }
 
 void ht__emit_text(unsigned kind, uint64_t heap, uint32_t flags, const char *text, size_t max)

@@ -290,7 +290,18 @@ static int check_covered(ht_tls *t, uint32_t gen, uintptr_t a)
 
 /* ---- the stack of the current heap event ---- */
 
+static uint64_t stack_of(ht_tls *t, uint32_t gen);
+
+/* errno is the program's: the walk, mmap and dl_iterate_phdr may change it */
 uint64_t ht__stack(ht_tls *t, uint32_t gen)
+{
+    int e = errno;
+    uint64_t h = stack_of(t, gen);
+    errno = e;
+    return h;
+}
+
+static uint64_t stack_of(ht_tls *t, uint32_t gen)
 {
     uint64_t frames[HT_STACK_DEPTH_MAX];
     int max = (int)ht__sess.stack_depth;
