@@ -23,9 +23,14 @@
  *            collector notes for one thread in one round, while the other
  *            thread's records, interleaved in time, sit in one buffer; once
  *            the collector runs again all must come out in time order
+ *   errno    every allocation call made with errno set to a marker, in
+ *            fresh threads (their first event opens a sub-buffer: the slow
+ *            path's syscalls) and with small buffers (many switches): errno
+ *            must come back as the call left it, the marker; exits 4 if not
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -113,6 +118,54 @@ static int mode_dlopen(const char *lib)
     return 0;
 }
 
+static atomic_long errno_bad;
+
+/* errno after each call must be the marker the call found (these calls
+ * succeed, and glibc leaves errno alone when they do) */
+#define ERRNO_CHECK(call)                                    \
+    do {                                                     \
+        errno = 4242;                                        \
+        call;                                                \
+        if (errno != 4242) atomic_fetch_add(&errno_bad, 1);  \
+    } while (0)
+
+static void *errno_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 200; i++) {
+        size_t n = 13000 + (size_t)(i % 1000);
+        void *p, *q, *r, *a = NULL;
+        ERRNO_CHECK(p = malloc(n));
+        ERRNO_CHECK(q = calloc(1, n));
+        ERRNO_CHECK(r = realloc(p, n + 1));
+        ERRNO_CHECK(posix_memalign(&a, 64, n));
+        sink = r;
+        ERRNO_CHECK(free(r));
+        ERRNO_CHECK(free(q));
+        ERRNO_CHECK(free(a));
+        /* the checker counts allocations and frees of 13000..13999 bytes:
+         * malloc, calloc, posix_memalign and three frees (realloc's record
+         * is a REALLOC, and r's free matches it) */
+        atomic_fetch_add(&calls, 6);
+    }
+    return NULL;
+}
+
+static int mode_errno(void)
+{
+    for (int i = 0; i < 20; i++) {
+        pthread_t t[4];
+        for (int k = 0; k < 4; k++)
+            if (pthread_create(&t[k], NULL, errno_thread, NULL) != 0) return 1;
+        for (int k = 0; k < 4; k++) pthread_join(t[k], NULL);
+    }
+    if (atomic_load(&errno_bad)) {
+        fprintf(stderr, "errno changed by %ld calls\n", atomic_load(&errno_bad));
+        return 4;
+    }
+    return 0;
+}
+
 static atomic_int turn; /* 0: main thread's, 1: the helper's, 2: done */
 
 static void *backlog_helper(void *arg)
@@ -156,6 +209,7 @@ int main(int argc, char **argv)
         rc = 0;
     }
     else if (!strcmp(argv[1], "backlog")) rc = mode_backlog();
+    else if (!strcmp(argv[1], "errno")) rc = mode_errno();
     else if (!strcmp(argv[1], "dlopen") && argc > 2) rc = mode_dlopen(argv[2]);
     else if (!strcmp(argv[1], "exec")) {
         churn_heap(1000);
