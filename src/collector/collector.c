@@ -57,6 +57,10 @@ typedef struct seg {
 
 #define SEGS_MAX 32
 
+/* A thread's records copied aside from FULL buffers (the spill) beyond
+ * which its next FULL buffers are kept unread instead (merge_proc). */
+#define SPILL_SOFT (256u * 1024u)
+
 typedef struct stage {
     uint64_t serial;
     uint64_t last_round;     /* drain round that last found data of this thread */
@@ -706,6 +710,14 @@ static void release_buffer(ht_collector *c, proc *p, uint32_t idx)
     p->pushed = 1;
 }
 
+/* Sub-buffer idx (the thread's seq-th) is a FULL segment the stage holds. */
+static int noted_full(const stage *s, uint32_t idx, uint64_t seq)
+{
+    for (uint32_t j = 0; j < s->nsegs; j++)
+        if (s->segs[j].idx == idx && s->segs[j].seq == seq && s->segs[j].full) return 1;
+    return 0;
+}
+
 static int drain_proc(ht_collector *c, proc *p, int final)
 {
     ht_shm_hdr *h = p->shm;
@@ -729,16 +741,22 @@ static int drain_proc(ht_collector *c, proc *p, int final)
      * scan and take one ahead of it, so a group may start past the expected
      * seq or have a hole; then the thread waits for the next round. */
     stage *s = NULL;
-    int blocked = 0;
+    int blocked = 0, first = 0;
+    uint64_t prev_seq = 0;
     for (size_t k = 0; k < n; k++) {
         ht_subbuf *sb = ht_shm_subbuf(h, p->sbsize, cv[k].idx);
         if (k == 0 || cv[k].serial != cv[k - 1].serial) {
             s = stage_for(p, cv[k].serial, sb->tid);
-            blocked = !s || (!final && s->seq_known && cv[k].seq != s->next_seq);
-        } else if (!final && cv[k].seq != cv[k - 1].seq + 1) {
-            blocked = 1;
+            blocked = !s;
+            first = 1;
         }
-        if (blocked) continue;
+        if (blocked || noted_full(s, cv[k].idx, cv[k].seq)) continue; /* kept by merge_proc: known */
+        if (!final && (first ? s->seq_known && cv[k].seq != s->next_seq : cv[k].seq != prev_seq + 1)) {
+            blocked = 1;
+            continue;
+        }
+        first = 0;
+        prev_seq = cv[k].seq;
         uint32_t stt = ht_atomic_load_acquire(&sb->state);
         /* acquire: pairs with the release store of committed (ht__commit) */
         uint64_t com = ht_atomic_load_acquire(&sb->committed);
@@ -917,18 +935,31 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
             best_ts = best->next_ts;
         } while (best_ts < until && (!have_next || (int64_t)(best_ts - next_ts) < 0));
     }
+    uint32_t held = 0; /* FULL buffers kept unread this round, all threads */
     for (size_t i = 0; i < p->nstages; i++) {
         stage *s = &p->stages[i];
-        /* what FULL buffers still hold is copied aside, so they go back now */
+        /* what FULL buffers still hold is copied aside, so they go back now;
+         * but once a thread's copy would pass SPILL_SOFT, its remaining
+         * buffers stay where they are, as long as the threads keep at most a
+         * quarter of the pool so (the others must find free buffers, or
+         * the records that end the wait could never be written) */
         if (s->spill_pos == s->spill.len) s->spill_pos = s->spill.len = 0;
-        uint32_t kept = 0;
+        uint32_t kept = 0, full_left = 0;
+        int keep_rest = 0;
+        for (uint32_t j = 0; j < s->nsegs; j++) full_left += s->segs[j].full;
         for (uint32_t j = 0; j < s->nsegs; j++) {
             seg *g = &s->segs[j];
-            if (!g->full) {
+            uint64_t left = g->end - g->pos;
+            if (g->full && !keep_rest && left && s->spill.len - s->spill_pos + left > SPILL_SOFT &&
+                held + full_left <= p->count / 4)
+                keep_rest = 1; /* in order: all that follow stay too */
+            if (!g->full || keep_rest) {
                 s->segs[kept++] = *g;
+                held += g->full;
+                full_left -= g->full;
                 continue;
             }
-            uint64_t left = g->end - g->pos;
+            full_left--;
             if (left && ht_buf_reserve(&s->spill, left) == 0) {
                 memcpy(s->spill.data + s->spill.len, sb_data(p, g->idx) + g->pos, left);
                 s->spill.len += left;

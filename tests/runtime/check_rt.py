@@ -80,6 +80,9 @@ if mode == "burst":
         check_once(plain, ["-b", "4K", "-n", "64"])
 elif mode == "backlog":
     check_once(plain, ["-b", "4K", "-n", "128"])
+elif mode == "interleave":
+    for _ in range(3):  # the final drain races the last rounds
+        check_once(plain, ["-b", "16K", "-n", "512"])
 elif mode == "errno":
     # small buffers: many sub-buffer switches; and the stack walkers' paths
     for opts in (["-b", "4K", "-n", "16"], ["--stacks", "fp"], ["--stacks", "dwarf", "--stack-events", "all"]):

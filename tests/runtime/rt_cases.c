@@ -23,6 +23,12 @@
  *            collector notes for one thread in one round, while the other
  *            thread's records, interleaved in time, sit in one buffer; once
  *            the collector runs again all must come out in time order
+ *   interleave  the same with 50 and 10 pairs a turn, 1000 turns, into
+ *            16 KiB buffers: when the collector runs again the main thread
+ *            has far more full buffers than it notes in a round, and the
+ *            helper's noted ones reach much later, so the merge must hold
+ *            back most of the helper's (spill, then full buffers kept
+ *            unread); and the process exits at once
  *   errno    every allocation call made with errno set to a marker, in
  *            fresh threads (their first event opens a sub-buffer: the slow
  *            path's syscalls) and with small buffers (many switches): errno
@@ -167,6 +173,7 @@ static int mode_errno(void)
 }
 
 static atomic_int turn; /* 0: main thread's, 1: the helper's, 2: done */
+static int helper_pairs;
 
 static void *backlog_helper(void *arg)
 {
@@ -175,19 +182,22 @@ static void *backlog_helper(void *arg)
         int t;
         while ((t = atomic_load(&turn)) == 0) sched_yield();
         if (t == 2) return NULL;
-        churn_heap(1);
+        churn_heap(helper_pairs);
         atomic_store(&turn, 0);
     }
 }
 
-static int mode_backlog(void)
+/* backlog: turns of 50 pairs (main) and 1 pair (helper), 60 turns;
+ * interleave: 50 and 10, 1000 turns */
+static int mode_backlog(int turns, int pairs)
 {
     int traced = getenv("HEAPTRACE_SESSION") != NULL;
+    helper_pairs = pairs;
     pthread_t t;
     if (pthread_create(&t, NULL, backlog_helper, NULL) != 0) return 1;
     if (traced) kill(getppid(), SIGSTOP);
-    /* 60 x 100 records of 32 bytes: about 48 sub-buffers of 4 KiB */
-    for (int i = 0; i < 60; i++) {
+    /* backlog: 60 x 100 records of 32 bytes, about 48 sub-buffers of 4 KiB */
+    for (int i = 0; i < turns; i++) {
         churn_heap(50);
         atomic_store(&turn, 1);
         while (atomic_load(&turn) != 0) sched_yield();
@@ -208,7 +218,8 @@ int main(int argc, char **argv)
         churn_heap(100000);
         rc = 0;
     }
-    else if (!strcmp(argv[1], "backlog")) rc = mode_backlog();
+    else if (!strcmp(argv[1], "backlog")) rc = mode_backlog(60, 1);
+    else if (!strcmp(argv[1], "interleave")) rc = mode_backlog(1000, 10);
     else if (!strcmp(argv[1], "errno")) rc = mode_errno();
     else if (!strcmp(argv[1], "dlopen") && argc > 2) rc = mode_dlopen(argv[2]);
     else if (!strcmp(argv[1], "exec")) {
