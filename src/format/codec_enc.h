@@ -151,55 +151,70 @@ static inline uint8_t *hte_stack(uint8_t *p, uint8_t *tag, uint32_t stack)
     return p;
 }
 
-static inline __attribute__((always_inline)) int hte_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
-                    uint64_t heap, uint64_t addr, uint64_t size, uint32_t stack)
+/* A heap event's start: the tag's kind, thread and timestamp, then the
+ * api|source byte and the heap if they changed for this thread.  Returns
+ * the tag's position (NULL: out of memory); *pp is where the body goes. */
+static inline __attribute__((always_inline)) uint8_t *hte_heap_begin(ht_encoder *e, unsigned kind, uint32_t tid,
+                                                                     uint64_t ts, unsigned api, unsigned src,
+                                                                     uint64_t heap, uint8_t **pp, uint8_t *tag,
+                                                                     ht_codec_ctx **cp)
+{
+    uint8_t *tagp = hte_rec_begin(e, tid, ts, HTE_CORE_ROOM, pp, tag);
+    if (!tagp) return NULL;
+    *cp = hte_ctx_for(e->ctx, tid);
+    *tag |= (uint8_t)kind;
+    *pp = hte_heap_api(*cp, *pp, tag, kind, api, src, heap);
+    return tagp;
+}
+
+/* ... and its end: the stack id, if any. */
+static inline __attribute__((always_inline)) int hte_heap_end(ht_encoder *e, uint8_t *tagp, uint8_t tag, uint8_t *p,
+                                                              uint32_t stack)
+{
+    p = hte_stack(p, &tag, stack);
+    hte_rec_end(e, tagp, tag, p);
+    return 0;
+}
+
+static inline __attribute__((always_inline)) int hte_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api,
+                                                           unsigned src, uint64_t heap, uint64_t addr,
+                                                           uint64_t size, uint32_t stack)
 {
     uint8_t *p, tag;
-    uint8_t *tagp = hte_rec_begin(e, tid, ts, HTE_CORE_ROOM, &p, &tag);
+    ht_codec_ctx *c;
+    uint8_t *tagp = hte_heap_begin(e, HT_EV_ALLOC, tid, ts, api, src, heap, &p, &tag, &c);
     if (!tagp) return -ENOMEM;
-    ht_codec_ctx *c = hte_ctx_for(e->ctx, tid);
-    tag |= HT_EV_ALLOC;
-    p = hte_heap_api(c, p, &tag, HT_EV_ALLOC, api, src, heap);
     p = hte_alloc_addr(e, c, p, &tag, HT_TAG_REF1, addr);
     p = hte_varint(p, size);
-    p = hte_stack(p, &tag, stack);
-    hte_rec_end(e, tagp, tag, p);
-    return 0;
+    return hte_heap_end(e, tagp, tag, p, stack);
 }
 
-static inline __attribute__((always_inline)) int hte_free(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
-                   uint64_t heap, uint64_t addr, uint32_t stack)
+static inline __attribute__((always_inline)) int hte_free(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api,
+                                                          unsigned src, uint64_t heap, uint64_t addr, uint32_t stack)
 {
     uint8_t *p, tag;
-    uint8_t *tagp = hte_rec_begin(e, tid, ts, HTE_CORE_ROOM, &p, &tag);
+    ht_codec_ctx *c;
+    uint8_t *tagp = hte_heap_begin(e, HT_EV_FREE, tid, ts, api, src, heap, &p, &tag, &c);
     if (!tagp) return -ENOMEM;
-    ht_codec_ctx *c = hte_ctx_for(e->ctx, tid);
-    tag |= HT_EV_FREE;
-    p = hte_heap_api(c, p, &tag, HT_EV_FREE, api, src, heap);
     p = hte_free_addr(e, c, p, &tag, HT_TAG_REF1, addr);
-    p = hte_stack(p, &tag, stack);
-    hte_rec_end(e, tagp, tag, p);
-    return 0;
+    return hte_heap_end(e, tagp, tag, p, stack);
 }
 
-static inline __attribute__((always_inline)) int hte_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
-                      uint64_t heap, uint64_t new_addr, uint64_t new_size, uint64_t old_addr,
-                      uint64_t old_size, uint32_t stack)
+static inline __attribute__((always_inline)) int hte_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api,
+                                                             unsigned src, uint64_t heap, uint64_t new_addr,
+                                                             uint64_t new_size, uint64_t old_addr, uint64_t old_size,
+                                                             uint32_t stack)
 {
     uint8_t *p, tag;
-    uint8_t *tagp = hte_rec_begin(e, tid, ts, HTE_CORE_ROOM, &p, &tag);
+    ht_codec_ctx *c;
+    uint8_t *tagp = hte_heap_begin(e, HT_EV_REALLOC, tid, ts, api, src, heap, &p, &tag, &c);
     if (!tagp) return -ENOMEM;
-    ht_codec_ctx *c = hte_ctx_for(e->ctx, tid);
-    tag |= HT_EV_REALLOC;
-    p = hte_heap_api(c, p, &tag, HT_EV_REALLOC, api, src, heap);
     /* the old block goes first, so an in-place realloc refers to it */
     p = hte_free_addr(e, c, p, &tag, HT_TAG_REF2, old_addr);
     p = hte_varint(p, old_size);
     p = hte_alloc_addr(e, c, p, &tag, HT_TAG_REF1, new_addr);
     p = hte_varint(p, new_size);
-    p = hte_stack(p, &tag, stack);
-    hte_rec_end(e, tagp, tag, p);
-    return 0;
+    return hte_heap_end(e, tagp, tag, p, stack);
 }
 
 #endif
