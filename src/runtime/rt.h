@@ -192,9 +192,14 @@ static inline char *ht__reserve(ht_tls *t, uint32_t gen, size_t need)
  * thread's last one" (the collector then holds back newer events of other
  * threads, so a thread preempted mid-record cannot come out of order).
  * Then the timestamp is read and the record filled; commit publishes it. */
-static inline uint64_t ht__begin(ht_tls *t, char *r)
+static inline void ht__mark_inflight(ht_tls *t, char *r)
 {
     ht_atomic_store_relaxed(&t->sb->committed, (uint64_t)(r - t->data) | 1);
+}
+
+static inline uint64_t ht__begin(ht_tls *t, char *r)
+{
+    ht__mark_inflight(t, r);
     return ht__now();
 }
 
@@ -252,12 +257,11 @@ static inline int ht__fast_open(ht_tls *t, uint32_t gen, unsigned kind_flag, siz
     char *r = t->cur;
     if (HT_UNLIKELY(ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) != gen || t->gen != gen ||
                     (size_t)(t->end - r) < sz)) {
-        __asm__ __volatile__("" ::: "memory");
-        __atomic_store_n(&t->in_emit, 0, __ATOMIC_RELAXED);
+        ht__leave(t);
         return 0;
     }
     ht__prefetch_for_write(r + HT_PREFETCH_AHEAD); /* a hint: never faults */
-    ht_atomic_store_relaxed(&t->sb->committed, (uint64_t)(r - t->data) | 1); /* ht__begin */
+    ht__mark_inflight(t, r); /* ht__begin, with the TSC read below */
     *rp = r;
     *tsp = ht_rdtsc();
     return 1;
