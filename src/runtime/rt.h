@@ -184,6 +184,7 @@ static inline char *ht__reserve(ht_tls *t, uint32_t gen, size_t need)
 {
     char *r = t->cur;
     if (HT_UNLIKELY(t->gen != gen || (size_t)(t->end - r) < need)) return ht__reserve_slow(t, gen, need);
+    ht__prefetch_for_write(r + HT_PREFETCH_AHEAD); /* as on the fast path */
     return r;
 }
 
