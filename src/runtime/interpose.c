@@ -24,7 +24,7 @@ static inline uint32_t session_gen(void)
 }
 
 /* errno: nothing on the recording path touches it but its slow paths,
- * which keep it themselves (ht__reserve_slow, ht__stack), so every wrapper
+ * which keep it themselves (ht__reserve_slow, the stack walk), so every wrapper
  * leaves errno as the real call left it without saving it per event. */
 
 /* Records the outcome of an allocating call. */

@@ -123,7 +123,6 @@ extern uint32_t ht__session_flags; /* HT_SESS_* of the current session */
 
 /* Call stacks (stacks.c). */
 void ht__stacks_setup(uint32_t mode);       /* at session install */
-uint64_t ht__stack(ht_tls *t, uint32_t gen); /* hash of this event's stack (0: none) */
 void ht__stacks_thread_exit(ht_tls *t);
 
 /* ---- the fast path ---- */
@@ -230,7 +229,7 @@ static inline void ht__hdr(ht_rec_hdr *h, unsigned kind, unsigned api, unsigned 
     h->ts = ts;
 }
 
-/* The general path of a heap event (session.c): a stack to walk, a window
+/* The general path of a heap event (stacks.c): a stack to walk, a window
  * to (re)open, a nested event to count.  Out of line, so that the fast path
  * below stays a leaf that needs no registers saved. */
 void ht__emit_alloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap,

@@ -405,54 +405,6 @@ void ht__thread_exit(void *arg)
     errno = e;
 }
 
-/* The general path of the heap events (rt.h has the fast one): the record
- * is the header, then the kind's `nw` words, then the stack's hash if the
- * session wants one for this kind (HT_STACK_ON_* is 1 << (kind - 1)). */
-static void emit_general(ht_tls *t, uint32_t gen, unsigned kind, unsigned api, unsigned src, uint64_t heap,
-                         const uint64_t *w, unsigned nw)
-{
-    if (!ht__enter(t, gen)) return;
-    uint64_t sh = 0;
-    if (HT_UNLIKELY(ht__sess.stack_events & (1u << (kind - 1)))) sh = ht__stack(t, gen);
-    size_t body = sizeof(ht_rec_hdr) + nw * 8u, sz = body + (sh ? 8 : 0);
-    char *r = ht__reserve(t, gen, sz);
-    if (HT_LIKELY(r != NULL)) {
-        uint64_t ts = ht__begin(t, r);
-        ht__hdr((ht_rec_hdr *)r, kind, api, src, sz, heap, ts);
-        memcpy(r + sizeof(ht_rec_hdr), w, nw * 8u);
-        if (sh) memcpy(r + body, &sh, 8);
-        ht__commit(t, r + sz);
-    }
-    ht__leave(t);
-}
-
-void ht__emit_alloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap, const void *p,
-                            uint64_t size)
-{
-    uint64_t w[2] = {(uintptr_t)p, size}; /* ht_rec_alloc */
-    emit_general(t, gen, HT_EV_ALLOC, api, src, heap, w, 2);
-}
-
-void ht__emit_free_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap, const void *p)
-{
-    uint64_t w[1] = {(uintptr_t)p}; /* ht_rec_free */
-    emit_general(t, gen, HT_EV_FREE, api, src, heap, w, 1);
-}
-
-void ht__emit_realloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap,
-                              const void *np, uint64_t nsize, const void *op, uint64_t osize)
-{
-    uint64_t w[4] = {(uintptr_t)np, nsize, (uintptr_t)op, osize}; /* ht_rec_realloc */
-    emit_general(t, gen, HT_EV_REALLOC, api, src, heap, w, 4);
-}
-
-_Static_assert(sizeof(ht_rec_alloc) == sizeof(ht_rec_hdr) + 16 && sizeof(ht_rec_free) == sizeof(ht_rec_hdr) + 8 &&
-                   sizeof(ht_rec_realloc) == sizeof(ht_rec_hdr) + 32,
-               "heap records: the header, then 8-byte words");
-_Static_assert(HT_STACK_ON_ALLOC == 1u << (HT_EV_ALLOC - 1) && HT_STACK_ON_FREE == 1u << (HT_EV_FREE - 1) &&
-                   HT_STACK_ON_REALLOC == 1u << (HT_EV_REALLOC - 1),
-               "HT_STACK_ON_* is 1 << (kind - 1)");
-
 void ht__emit_text(unsigned kind, uint64_t heap, uint32_t flags, const char *text, size_t max)
 {
     uint32_t g = ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on);

@@ -1,5 +1,6 @@
 /*
- * stacks.c - call stacks of heap events (session option --stacks).
+ * stacks.c - the general path of heap events (rt.h has the fast one), and
+ * their call stacks (session option --stacks).
  *
  *   fp     walks the frame-pointer chain: bounded by --depth, every frame
  *          checked to lie inside the thread's stack, 8-aligned and above
@@ -23,8 +24,10 @@
  * described: the library is mapped at that moment, since its code is on the
  * stack, so it symbolizes later even after a dlclose.
  *
- * Everything here runs inside the record window (ht__enter), on the thread
- * of the heap event.
+ * The general path is here, with the walk inlined into it, so that a dwarf
+ * walk starts two frames above the program (see walk_dwarf).  Everything
+ * here runs inside the record window (ht__enter), on the thread of the heap
+ * event.
  */
 #include <dlfcn.h>
 #include <elf.h>
@@ -108,7 +111,7 @@ static void stack_bounds(ht_tls *t)
     if (!t->stk_hi) t->stk_hi = 1; /* unknown: fp walks stop at once */
 }
 
-static HT_NOINLINE int walk_fp(ht_tls *t, uint64_t *out, int max)
+static HT_NOINLINE int walk_fp(ht_tls *t, void **out, int max)
 {
     if (!t->stk_hi) stack_bounds(t);
     uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
@@ -120,34 +123,54 @@ static HT_NOINLINE int walk_fp(ht_tls *t, uint64_t *out, int max)
         if (fp < lo || t->stk_hi < 16 || fp > t->stk_hi - 16 || (fp & 7)) break;
         uintptr_t next = ((const uintptr_t *)fp)[0], ret = ((const uintptr_t *)fp)[1];
         if (!ret) break;
-        if (ret < self_lo || ret >= self_hi) out[n++] = ret; /* our own frames: not the program's */
+        if (ret < self_lo || ret >= self_hi) out[n++] = (void *)ret; /* our own frames: not the program's */
         if (next <= fp) break;
         fp = next;
     }
     return n;
 }
 
-static HT_NOINLINE int walk_dwarf(ht_tls *t, uint64_t *out, int max)
+/* unw_backtrace into buf[0..want); the runtime's own frames come first
+ * (the unwinder starts in the general path below): *first is where the
+ * program's begin.  Inlined, as the general path is in each event's
+ * function: every frame between the program and unw_backtrace is one more
+ * step of the unwinder (about 7 ns each here), so the runtime has two (the
+ * event's general path and the interposer). */
+static HT_ALWAYS_INLINE int walk_dwarf(ht_tls *t, void **buf, int want, int max, int *first)
 {
-    void *buf[HT_STACK_DEPTH_MAX + 16];
-    int want = max + 16 > (int)(sizeof buf / sizeof *buf) ? (int)(sizeof buf / sizeof *buf) : max + 16;
     t->nest++; /* libunwind may allocate: not the program's event */
     int got = unw_bt(buf, want);
     t->nest--;
-    int n = 0;
-    for (int i = 0; i < got && n < max; i++)
-        if ((uintptr_t)buf[i] < self_lo || (uintptr_t)buf[i] >= self_hi) out[n++] = (uint64_t)(uintptr_t)buf[i];
-    return n;
+    int i = 0;
+    while (i < got && (uintptr_t)buf[i] >= self_lo && (uintptr_t)buf[i] < self_hi) i++;
+    *first = i;
+    return got - i < max ? got - i : max;
 }
 
-static uint64_t hash_frames(const uint64_t *f, int n)
+/* 64-bit hash of a walk, the stack's identity in the trace.  Four lanes of
+ * multiply-xorshift take the frames in turn, so the multiplies of a walk
+ * overlap instead of making one chain of ~6 cycles per frame (D's stacks
+ * have 17 frames on average); a murmur finalizer mixes the lanes. */
+static uint64_t hash_frames(void *const *f, int n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
-    for (int i = 0; i < n; i++) {
-        h ^= f[i];
-        h *= 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
+#define HT_LANE(x, v) ((x) = ((x) ^ (v)) * 0xff51afd7ed558ccdull, (x) ^= (x) >> 29)
+    /* four scalar lanes: vectorized, the 64-bit multiplies would be emulated */
+    uint64_t a = 0x9e3779b97f4a7c15ull ^ (uint64_t)n, b = 0xc2b2ae3d27d4eb4full, c = 0x165667b19e3779f9ull,
+             d = 0x27d4eb2f165667c5ull;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        HT_LANE(a, (uintptr_t)f[i]);
+        HT_LANE(b, (uintptr_t)f[i + 1]);
+        HT_LANE(c, (uintptr_t)f[i + 2]);
+        HT_LANE(d, (uintptr_t)f[i + 3]);
+        __asm__("" : "+r"(a), "+r"(b), "+r"(c), "+r"(d)); /* keeps them scalar */
     }
+    for (; i < n; i++) HT_LANE(a, (uintptr_t)f[i]);
+#undef HT_LANE
+    uint64_t h = a ^ (b << 17 | b >> 47) ^ (c << 31 | c >> 33) ^ (d << 47 | d >> 17);
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
     return h ? h : 1;
 }
 
@@ -290,23 +313,17 @@ static int check_covered(ht_tls *t, uint32_t gen, uintptr_t a)
 
 /* ---- the stack of the current heap event ---- */
 
-static uint64_t stack_of(ht_tls *t, uint32_t gen);
-
-/* errno is the program's: the walk, mmap and dl_iterate_phdr may change it */
-uint64_t ht__stack(ht_tls *t, uint32_t gen)
+static HT_ALWAYS_INLINE uint64_t stack_of(ht_tls *t, uint32_t gen)
 {
-    int e = errno;
-    uint64_t h = stack_of(t, gen);
-    errno = e;
-    return h;
-}
-
-static uint64_t stack_of(ht_tls *t, uint32_t gen)
-{
-    uint64_t frames[HT_STACK_DEPTH_MAX];
-    int max = (int)ht__sess.stack_depth;
+    void *buf[HT_STACK_DEPTH_MAX + 16], **frames = buf;
+    int max = (int)ht__sess.stack_depth, n, first = 0;
     if (max < 1 || max > HT_STACK_DEPTH_MAX) max = HT_STACK_DEPTH_MAX;
-    int n = ht__sess.stack_mode == HT_STACKS_DWARF && unw_bt ? walk_dwarf(t, frames, max) : walk_fp(t, frames, max);
+    if (ht__sess.stack_mode == HT_STACKS_DWARF && unw_bt) {
+        n = walk_dwarf(t, buf, max + 16, max, &first);
+        frames = buf + first;
+    } else {
+        n = walk_fp(t, buf, max);
+    }
     if (n <= 0) return 0;
     uint64_t h = hash_frames(frames, n);
     if (!t->stk_cache) {
@@ -350,6 +367,67 @@ static uint64_t stack_of(ht_tls *t, uint32_t gen)
     *slot = h;
     return h;
 }
+
+/* The hash of this event's stack (0: none).  errno is the program's: the
+ * walk, mmap and dl_iterate_phdr may change it. */
+static HT_ALWAYS_INLINE uint64_t event_stack(ht_tls *t, uint32_t gen)
+{
+    int e = errno;
+    uint64_t h = stack_of(t, gen);
+    errno = e;
+    return h;
+}
+
+/* ---- the general path of the heap events ---- */
+
+/* The general path of the heap events (rt.h has the fast one): the record
+ * is the header, then the kind's `nw` words, then the stack's hash if the
+ * session wants one for this kind (HT_STACK_ON_* is 1 << (kind - 1)).
+ * Inlined in each kind's function: one frame fewer for dwarf walks. */
+static HT_ALWAYS_INLINE void emit_general(ht_tls *t, uint32_t gen, unsigned kind, unsigned api, unsigned src, uint64_t heap,
+                         const uint64_t *w, unsigned nw)
+{
+    if (!ht__enter(t, gen)) return;
+    uint64_t sh = 0;
+    if (HT_UNLIKELY(ht__sess.stack_events & (1u << (kind - 1)))) sh = event_stack(t, gen);
+    size_t body = sizeof(ht_rec_hdr) + nw * 8u, sz = body + (sh ? 8 : 0);
+    char *r = ht__reserve(t, gen, sz);
+    if (HT_LIKELY(r != NULL)) {
+        uint64_t ts = ht__begin(t, r);
+        ht__hdr((ht_rec_hdr *)r, kind, api, src, sz, heap, ts);
+        memcpy(r + sizeof(ht_rec_hdr), w, nw * 8u);
+        if (sh) memcpy(r + body, &sh, 8);
+        ht__commit(t, r + sz);
+    }
+    ht__leave(t);
+}
+
+void ht__emit_alloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap, const void *p,
+                            uint64_t size)
+{
+    uint64_t w[2] = {(uintptr_t)p, size}; /* ht_rec_alloc */
+    emit_general(t, gen, HT_EV_ALLOC, api, src, heap, w, 2);
+}
+
+void ht__emit_free_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap, const void *p)
+{
+    uint64_t w[1] = {(uintptr_t)p}; /* ht_rec_free */
+    emit_general(t, gen, HT_EV_FREE, api, src, heap, w, 1);
+}
+
+void ht__emit_realloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap,
+                              const void *np, uint64_t nsize, const void *op, uint64_t osize)
+{
+    uint64_t w[4] = {(uintptr_t)np, nsize, (uintptr_t)op, osize}; /* ht_rec_realloc */
+    emit_general(t, gen, HT_EV_REALLOC, api, src, heap, w, 4);
+}
+
+_Static_assert(sizeof(ht_rec_alloc) == sizeof(ht_rec_hdr) + 16 && sizeof(ht_rec_free) == sizeof(ht_rec_hdr) + 8 &&
+                   sizeof(ht_rec_realloc) == sizeof(ht_rec_hdr) + 32,
+               "heap records: the header, then 8-byte words");
+_Static_assert(HT_STACK_ON_ALLOC == 1u << (HT_EV_ALLOC - 1) && HT_STACK_ON_FREE == 1u << (HT_EV_FREE - 1) &&
+                   HT_STACK_ON_REALLOC == 1u << (HT_EV_REALLOC - 1),
+               "HT_STACK_ON_* is 1 << (kind - 1)");
 
 void ht__stacks_thread_exit(ht_tls *t)
 {
