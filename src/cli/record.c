@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +239,83 @@ void ht_session_opts_default(ht_collect_opts *o)
     o->zstd_level = HT_DEFAULT_ZSTD_LEVEL;
 }
 
+/* CMD's environment: ours with the runtime added in front of LD_PRELOAD and
+ * $HEAPTRACE_SESSION naming the socket.  NULL if out of memory. */
+static char **child_env(const char *runtime, const char *sock)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **e = calloc(n + 3, sizeof *e);
+    if (!e) return NULL;
+    const char *old = getenv("LD_PRELOAD");
+    size_t k = 0, plen = strlen(runtime) + (old ? strlen(old) : 0) + 16, slen = strlen(sock) + 32;
+    char *pre = malloc(plen), *ses = malloc(slen);
+    if (!pre || !ses) {
+        free(pre);
+        free(ses);
+        free(e);
+        return NULL;
+    }
+    if (old && *old) snprintf(pre, plen, "LD_PRELOAD=%s:%s", runtime, old);
+    else snprintf(pre, plen, "LD_PRELOAD=%s", runtime);
+    snprintf(ses, slen, "%s=%s", HT_ENV_SESSION, sock);
+    e[k++] = pre;
+    e[k++] = ses;
+    size_t sl = strlen(HT_ENV_SESSION);
+    for (size_t i = 0; i < n; i++) {
+        if (!strncmp(environ[i], "LD_PRELOAD=", 11)) continue;
+        if (!strncmp(environ[i], HT_ENV_SESSION, sl) && environ[i][sl] == '=') continue;
+        e[k++] = environ[i];
+    }
+    e[k] = NULL;
+    return e;
+}
+
+static void free_env(char **e)
+{
+    free(e[0]); /* the two strings we made */
+    free(e[1]);
+    free(e);
+}
+
+/* Starts CMD as execvp would: searched in $PATH, and a file the kernel
+ * cannot execute (a script without #!) run by /bin/sh, as shells do.
+ * 0 or an errno. */
+static int spawn_cmd(pid_t *pid, char **cmdv, char **envp)
+{
+    int se = posix_spawnp(pid, cmdv[0], NULL, NULL, cmdv, envp);
+    if (se != ENOEXEC) return se;
+    char path[PATH_MAX];
+    if (strchr(cmdv[0], '/')) {
+        snprintf(path, sizeof path, "%s", cmdv[0]);
+    } else { /* the file posix_spawnp found: the first executable one in $PATH */
+        const char *p = getenv("PATH");
+        if (!p) p = "/bin:/usr/bin";
+        path[0] = 0;
+        while (*p && !path[0]) {
+            size_t n = strcspn(p, ":");
+            char cand[PATH_MAX];
+            snprintf(cand, sizeof cand, "%.*s%s%s", (int)n, n ? p : ".", "/", cmdv[0]);
+            struct stat sb;
+            if (stat(cand, &sb) == 0 && S_ISREG(sb.st_mode) && access(cand, X_OK) == 0)
+                snprintf(path, sizeof path, "%s", cand);
+            p += n + (p[n] == ':');
+        }
+        if (!path[0]) return ENOEXEC;
+    }
+    size_t n = 0;
+    while (cmdv[n]) n++;
+    char **argv = calloc(n + 2, sizeof *argv);
+    if (!argv) return ENOMEM;
+    argv[0] = (char *)"/bin/sh";
+    argv[1] = path;
+    for (size_t i = 1; i <= n; i++) argv[i + 1] = cmdv[i];
+    se = posix_spawn(pid, "/bin/sh", NULL, NULL, argv, envp);
+    free(argv);
+    return se;
+}
+
 int ht_cmd_record(int argc, char **argv)
 {
     ht_collect_opts o;
@@ -306,52 +384,42 @@ int ht_cmd_record(int argc, char **argv)
         cl += (size_t)snprintf(cmdline + cl, sizeof cmdline - cl, "%s%s", cl ? " " : "", *a);
     o.command = cmdline;
 
-    int go[2], errp[2];
-    if (pipe2(go, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-        ht_err("pipe: %s", strerror(errno));
-        return 1;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        ht_err("fork: %s", strerror(errno));
-        return 1;
-    }
-    if (pid == 0) {
-        close(go[1]);
-        close(errp[0]);
-        char g;
-        if (read(go[0], &g, 1) != 1 || g != 'g') _exit(127);
-        const char *old = getenv("LD_PRELOAD");
-        char pre[PATH_MAX * 2];
-        if (old && *old) snprintf(pre, sizeof pre, "%s:%s", runtime, old);
-        else snprintf(pre, sizeof pre, "%s", runtime);
-        setenv("LD_PRELOAD", pre, 1);
-        setenv(HT_ENV_SESSION, sock, 1);
-        execvp(cmdv[0], cmdv);
-        int e = errno;
-        ssize_t w = write(errp[1], &e, sizeof e);
-        (void)w;
-        _exit(e == ENOENT ? 127 : 126);
-    }
-    close(go[0]);
-    close(errp[1]);
-    child_pid = pid;
-
-    char defname[PATH_MAX];
+    /* What can fail is set up before CMD starts: the socket and the trace
+     * file.  Then CMD is spawned (vfork semantics: no copy-on-write of our
+     * pages, which a forked child waiting for us made every first write of
+     * ours pay), and CMD's region is made while CMD loads.  The default file
+     * name holds CMD's pid: the file is created under ours and renamed once
+     * CMD's is known. */
+    char defname[PATH_MAX], tmpname[PATH_MAX];
     if (!output) {
-        snprintf(defname, sizeof defname, "heaptrace.%s.%d.htrace", base_name(cmdv[0]), (int)pid);
-        output = defname;
+        snprintf(tmpname, sizeof tmpname, "heaptrace.%s.%d.htrace.part", base_name(cmdv[0]), (int)getpid());
+        output = tmpname;
     }
     ht_collector *col = NULL;
     char err[512];
     rc = ht_collector_create(&col, &o, sock, output, err, sizeof err);
     if (rc < 0) {
         ht_err("%s", err);
-        close(go[1]);
-        waitpid(pid, NULL, 0);
         return 1;
     }
+    char **envp = child_env(runtime, sock);
+    if (!envp) {
+        ht_err("cannot start %s: %s", cmdv[0], strerror(ENOMEM));
+        ht_collector_destroy(col);
+        unlink(output);
+        return 1;
+    }
+    fflush(NULL);
+    pid_t pid;
+    int se = spawn_cmd(&pid, cmdv, envp);
+    free_env(envp);
+    if (se != 0) {
+        ht_err("cannot run '%s': %s", cmdv[0], strerror(se));
+        ht_collector_destroy(col);
+        unlink(output);
+        return se == ENOENT ? 127 : 126;
+    }
+    child_pid = pid;
     /* the terminal's ^C and ^\ are for CMD; we keep recording until it ends */
     signal(SIGINT, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
@@ -359,23 +427,11 @@ int ht_cmd_record(int argc, char **argv)
     struct sigaction sa = {.sa_handler = forward_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
-    if (write(go[1], "g", 1) != 1) {
-        ht_err("cannot start %s", cmdv[0]);
-        return 1;
-    }
-    close(go[1]);
-    int exec_errno = 0;
-    ssize_t n;
-    do n = read(errp[0], &exec_errno, sizeof exec_errno);
-    while (n < 0 && errno == EINTR);
-    close(errp[0]);
-    if (n == (ssize_t)sizeof exec_errno) {
-        ht_err("cannot run '%s': %s", cmdv[0], strerror(exec_errno));
-        int st;
-        waitpid(pid, &st, 0);
-        ht_collector_destroy(col);
-        unlink(output);
-        return exec_errno == ENOENT ? 127 : 126;
+    if (output == tmpname) {
+        snprintf(defname, sizeof defname, "heaptrace.%s.%d.htrace", base_name(cmdv[0]), (int)pid);
+        rc = ht_collector_rename(col, defname);
+        if (rc < 0) ht_err("cannot rename %s to %s: %s; the trace keeps the first name", tmpname, defname, strerror(-rc));
+        else output = defname;
     }
 
     int status = 0;

@@ -187,6 +187,20 @@ int ht_collector_create(ht_collector **out, const ht_collect_opts *o, const char
     return 0;
 }
 
+int ht_collector_rename(ht_collector *c, const char *path)
+{
+    char *np = strdup(path);
+    if (!np) return -ENOMEM;
+    if (rename(c->out_path, path) < 0) {
+        int e = errno;
+        free(np);
+        return -e;
+    }
+    free(c->out_path);
+    c->out_path = np;
+    return 0;
+}
+
 /* ---- writing ---- */
 
 static void write_failed(ht_collector *c, int rc)
@@ -1114,7 +1128,8 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
     c->root = root;
     session_begin(c);
     ht_file_header h = c->w.hdr; /* as session_begin set it */
-    /* record: the program is starting now: have its region ready when it asks */
+    /* record: the program is starting (its exec and loading take longer than
+     * this): have its region ready when it asks */
     int attached = c->lfd < 0;
     if (!attached) c->spare = proc_new(c);
     int pidfd = (int)syscall(SYS_pidfd_open, root, 0);

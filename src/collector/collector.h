@@ -51,6 +51,10 @@ typedef struct ht_collector ht_collector;
 int ht_collector_create(ht_collector **out, const ht_collect_opts *o, const char *sock_path,
                         const char *out_path, char *err, size_t errlen);
 
+/* Renames the trace file (record names it after the program's pid once
+ * known).  0 or -errno; the old name stays on failure. */
+int ht_collector_rename(ht_collector *c, const char *path);
+
 /* Records until process `root` (our child) exits; *status gets its wait
  * status.  Returns 0, or -errno if the session failed (the process still
  * ran).  After ht_collector_attach, `root` is the attached process (not a

@@ -488,6 +488,36 @@ passthrough_group() {
     run "$HT" record -q -o p0.htrace -- sh -c 'exit 0'
     expect_status 0 && ok
 
+    # without -o: heaptrace.COMM.PID.htrace in the working directory, PID
+    # being CMD's (the file is created before CMD starts, then renamed)
+    CASE="record: default trace name heaptrace.COMM.PID.htrace, CMD's pid"
+    rm -f heaptrace.*.htrace*
+    run "$HT" record -q -- sh -c 'echo $$'
+    if expect_status 0; then
+        CHECKS=$((CHECKS + 1))
+        local pid names
+        pid=$(cat "$OUT")
+        names=$(ls heaptrace.*.htrace* 2>/dev/null | tr '\n' ' ')
+        if [ "$names" != "heaptrace.sh.$pid.htrace " ]; then
+            fail "trace files '$names', expected heaptrace.sh.$pid.htrace alone"
+        elif ! "$HT" summary "heaptrace.sh.$pid.htrace" >/dev/null 2>&1; then
+            fail "heaptrace.sh.$pid.htrace is not a readable trace"
+        else
+            ok
+        fi
+    fi
+    rm -f heaptrace.*.htrace*
+
+    # as execvp and shells do: a script without #! runs under /bin/sh
+    CASE="record: an executable script without #! runs under /bin/sh"
+    printf 'echo "noshebang $1"\n' >nosb.sh
+    chmod 755 nosb.sh
+    run "$HT" record -q -o nosb.htrace -- ./nosb.sh arg1
+    if expect_status 0; then
+        CHECKS=$((CHECKS + 1))
+        if [ "$(cat "$OUT")" != "noshebang arg1" ]; then fail "stdout is not 'noshebang arg1'"; else ok; fi
+    fi
+
     CASE="record: without -q the statistics go to stderr, not stdout"
     run "$HT" record -o p2.htrace -- sh -c 'echo out'
     if expect_status 0; then
