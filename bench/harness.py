@@ -810,27 +810,31 @@ def report(a, info, workloads, configs, results, counts, started, load0, problem
         L.append("")
         L.append("## Call stacks")
         L.append("")
-        L.append("ns per heap event above `heaptrace record` without stacks (walls, medians), trace "
-                 "bytes per event; heaptrack (which always unwinds, with libunwind) for comparison.")
+        L.append("ns per heap event above `heaptrace record` without stacks (walls, medians), and per "
+                 "allocation event (allocations + reallocs: the events that get a stack by default); "
+                 "trace bytes per event; heaptrack (which always unwinds, with libunwind) for comparison.")
         L.append("")
-        L.append("| workload | fp depth 16 +ns/ev | dwarf +ns/ev | heaptrack +ns/ev over baseline | "
-                 "B/ev none | B/ev fp | B/ev dwarf | B/ev heaptrack |")
-        L.append("|---|--:|--:|--:|--:|--:|--:|--:|")
+        L.append("| workload | fp depth 16 +ns/ev | fp +ns/alloc | dwarf +ns/ev | dwarf +ns/alloc | "
+                 "heaptrack +ns/ev over baseline | B/ev none | B/ev fp | B/ev dwarf | B/ev heaptrack |")
+        L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for w in workloads:
             n_ev = counts.get(w.key)
             if not n_ev:
                 continue
+            sums = [r["summary"] for r in results if r["workload"] == w.key and r.get("summary")]
+            n_alloc = sums[0]["allocations"] + sums[0]["reallocs"] if sums else None
             def wall_of(c):
                 return med([r.get("wall") for r in results if r["workload"] == w.key and r["config"] == c])
             def bpe(c):
                 tb = med([r.get("trace_bytes") for r in results if r["workload"] == w.key and r["config"] == c])
                 return "%.2f" % (tb / n_ev) if tb is not None else "-"
             rec, base = wall_of("ht-rec"), wall_of("base")
-            def above(c, ref):
+            def above(c, ref, n=n_ev):
                 v = wall_of(c)
-                return "%.0f" % ((v - ref) * 1e9 / n_ev) if v is not None and ref is not None else "-"
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                w.key, above("ht-fp", rec), above("ht-dwarf", rec), above("heaptrack", base),
+                return "%.0f" % ((v - ref) * 1e9 / n) if v is not None and ref is not None and n else "-"
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                w.key, above("ht-fp", rec), above("ht-fp", rec, n_alloc), above("ht-dwarf", rec),
+                above("ht-dwarf", rec, n_alloc), above("heaptrack", base),
                 bpe("ht-rec"), bpe("ht-fp"), bpe("ht-dwarf"), bpe("heaptrack")))
     L.append("")
     L.append("## Checks")
