@@ -95,7 +95,7 @@ void ht__stacks_setup(uint32_t mode)
 
 /* ---- walking ---- */
 
-static void stack_bounds(ht_tls *t)
+static HT_NOINLINE void stack_bounds(ht_tls *t)
 {
     pthread_attr_t at;
     void *addr = NULL;
@@ -111,19 +111,22 @@ static void stack_bounds(ht_tls *t)
     if (!t->stk_hi) t->stk_hi = 1; /* unknown: fp walks stop at once */
 }
 
-static HT_NOINLINE int walk_fp(ht_tls *t, void **out, int max)
+/* Inlined into the general path, whose frame the walk starts from. */
+static HT_ALWAYS_INLINE int walk_fp(ht_tls *t, void **out, int max)
 {
-    if (!t->stk_hi) stack_bounds(t);
+    if (HT_UNLIKELY(!t->stk_hi)) stack_bounds(t);
     uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
     /* callers' frames lie above our own: below it the stack may not even be
-     * mapped (the main thread's grows on demand) */
-    uintptr_t lo = fp > t->stk_lo ? fp : t->stk_lo;
+     * mapped (the main thread's grows on demand); a frame's two words lie
+     * below the top */
+    uintptr_t lo = fp > t->stk_lo ? fp : t->stk_lo, hi = t->stk_hi >= 16 ? t->stk_hi - 16 : 0;
+    uintptr_t own = self_hi - self_lo;
     int n = 0;
-    for (int guard = 0; n < max && guard < max + 64; guard++) {
-        if (fp < lo || t->stk_hi < 16 || fp > t->stk_hi - 16 || (fp & 7)) break;
+    for (int guard = max + 64; n < max && guard > 0; guard--) {
+        if (fp < lo || fp > hi || (fp & 7)) break;
         uintptr_t next = ((const uintptr_t *)fp)[0], ret = ((const uintptr_t *)fp)[1];
         if (!ret) break;
-        if (ret < self_lo || ret >= self_hi) out[n++] = (void *)ret; /* our own frames: not the program's */
+        if (ret - self_lo >= own) out[n++] = (void *)ret; /* our own frames: not the program's */
         if (next <= fp) break;
         fp = next;
     }
@@ -151,7 +154,7 @@ static HT_ALWAYS_INLINE int walk_dwarf(ht_tls *t, void **buf, int want, int max,
  * multiply-xorshift take the frames in turn, so the multiplies of a walk
  * overlap instead of making one chain of ~6 cycles per frame (D's stacks
  * have 17 frames on average); a murmur finalizer mixes the lanes. */
-static uint64_t hash_frames(void *const *f, int n)
+static HT_ALWAYS_INLINE uint64_t hash_frames(void *const *f, int n)
 {
 #define HT_LANE(x, v) ((x) = ((x) ^ (v)) * 0xff51afd7ed558ccdull, (x) ^= (x) >> 29)
     /* four scalar lanes: vectorized, the 64-bit multiplies would be emulated */
