@@ -27,15 +27,17 @@ static inline uint32_t session_gen(void)
  * which keep it themselves (ht__reserve_slow, the stack walk), so every wrapper
  * leaves errno as the real call left it without saving it per event. */
 
-/* Records the outcome of an allocating call. */
-static HT_ALWAYS_INLINE void record_alloc(ht_tls *t, uint32_t g, unsigned api, void *p, uint64_t n)
+/* Records the outcome of an allocating call; returns p, so that the
+ * interposer can end with `return record_alloc(...)`: a jump into the
+ * general path when it is taken (rt.h, ht__emit_libc_alloc). */
+static HT_ALWAYS_INLINE void *record_alloc(ht_tls *t, uint32_t g, unsigned api, void *p, uint64_t n)
 {
     if (HT_UNLIKELY(t->pending_api)) { /* the block of a C++ operator new */
         api = t->pending_api;
         n = t->pending_size;
         t->pending_api = 0;
     }
-    ht__emit_alloc(t, g, api, ht__libc_source(p), 1, p, n);
+    return ht__emit_libc_alloc(t, g, api, ht__libc_source(p), p, n);
 }
 
 /* The simple allocating calls: the exported function is only the idle test
@@ -46,8 +48,7 @@ static HT_ALWAYS_INLINE void record_alloc(ht_tls *t, uint32_t g, unsigned api, v
         ht_tls *t = &ht__tls;                                              \
         if (t->nest) return ht__real.name ARGS;                            \
         void *p = ht__real.name ARGS;                                      \
-        record_alloc(t, g, api, p, SIZE);                                  \
-        return p;                                                          \
+        return record_alloc(t, g, api, p, SIZE);                           \
     }                                                                      \
     EXPORT void *name(PARAMS)                                              \
     {                                                                      \
@@ -76,8 +77,7 @@ static HT_NOINLINE void *calloc_traced(uint32_t g, size_t n, size_t sz)
     void *p = ht__real.calloc(n, sz);
     size_t total;
     if (__builtin_mul_overflow(n, sz, &total)) total = SIZE_MAX; /* overflowed request */
-    record_alloc(t, g, HT_API_CALLOC, p, total);
-    return p;
+    return record_alloc(t, g, HT_API_CALLOC, p, total);
 }
 
 EXPORT void *calloc(size_t n, size_t sz)
@@ -154,13 +154,10 @@ static HT_NOINLINE void *realloc_traced(uint32_t g, unsigned api, void *old, siz
         p = ht__real.realloc(old, n);
     }
     if (frees) return p;
-    if (old == NULL)
-        ht__emit_alloc(t, g, api, ht__libc_source(p), 1, p, size);
-    else if (p == NULL) /* failed: the old block is untouched; show the failed request */
-        ht__emit_realloc(t, g, api, 3, 1, NULL, size, old, 0);
-    else
-        ht__emit_realloc(t, g, api, ht__libc_source(p), 1, p, size, old, 0);
-    return p;
+    if (old == NULL) return ht__emit_libc_alloc(t, g, api, ht__libc_source(p), p, size);
+    if (p == NULL) /* failed: the old block is untouched; show the failed request */
+        return ht__emit_libc_realloc(t, g, api, 3, NULL, size, old);
+    return ht__emit_libc_realloc(t, g, api, ht__libc_source(p), p, size, old);
 }
 
 static HT_NOINLINE void *realloc_slow(uint32_t g, void *old, size_t n)

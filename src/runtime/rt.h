@@ -238,6 +238,13 @@ void ht__emit_free_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, 
                            const void *p);
 void ht__emit_realloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap,
                               const void *np, uint64_t nsize, const void *op, uint64_t osize);
+/* The same for the C library's calls (heap 1, old size unknown), returning
+ * the block, with few enough arguments to pass in registers: the interposer
+ * ends with `return` of it, a jump, so the general path runs in place of
+ * the interposer's frame and a dwarf walk steps over one frame fewer.
+ * `apisrc` is api | source << 8. */
+void *ht__emit_libc_alloc_general(uint32_t gen, unsigned apisrc, void *p, uint64_t size);
+void *ht__emit_libc_realloc_general(uint32_t gen, unsigned apisrc, void *np, uint64_t nsize, const void *op);
 
 /* The fast path: no record of this thread in flight, no stack wanted for
  * this kind of event, the clock is the TSC, the window is this session's
@@ -268,22 +275,37 @@ static inline int ht__fast_open(ht_tls *t, uint32_t gen, unsigned kind_flag, siz
 }
 
 /* The timestamp is read inside, after any wait for a buffer: for an
- * allocation after the real call returned, for a free before it runs. */
-static HT_ALWAYS_INLINE void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
-                                  uint64_t heap, const void *p, uint64_t size)
+ * allocation after the real call returned, for a free before it runs.
+ * The *_fast parts write the record and return 1, or return 0 for the
+ * general path. */
+static HT_ALWAYS_INLINE int ht__alloc_fast(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap,
+                                           const void *p, uint64_t size)
 {
     char *r;
     uint64_t ts;
-    if (HT_UNLIKELY(!ht__fast_open(t, gen, HT_STACK_ON_ALLOC, sizeof(ht_rec_alloc), &r, &ts))) {
-        ht__emit_alloc_general(t, gen, api, src, heap, p, size);
-        return;
-    }
+    if (HT_UNLIKELY(!ht__fast_open(t, gen, HT_STACK_ON_ALLOC, sizeof(ht_rec_alloc), &r, &ts))) return 0;
     ht_rec_alloc *a = (ht_rec_alloc *)r;
     ht__hdr(&a->h, HT_EV_ALLOC, api, src, sizeof *a, heap, ts);
     a->addr = (uintptr_t)p;
     a->size = size;
     ht__commit(t, r + sizeof *a);
     ht__leave(t);
+    return 1;
+}
+
+static HT_ALWAYS_INLINE void ht__emit_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+                                  uint64_t heap, const void *p, uint64_t size)
+{
+    if (HT_UNLIKELY(!ht__alloc_fast(t, gen, api, src, heap, p, size)))
+        ht__emit_alloc_general(t, gen, api, src, heap, p, size);
+}
+
+/* A C library allocation's event; returns p (see ht__emit_libc_alloc_general). */
+static HT_ALWAYS_INLINE void *ht__emit_libc_alloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src, void *p,
+                                                  uint64_t size)
+{
+    if (HT_LIKELY(ht__alloc_fast(t, gen, api, src, 1, p, size))) return p;
+    return ht__emit_libc_alloc_general(gen, api | src << 8, p, size);
 }
 
 static HT_ALWAYS_INLINE void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
@@ -302,16 +324,12 @@ static HT_ALWAYS_INLINE void ht__emit_free(ht_tls *t, uint32_t gen, unsigned api
     ht__leave(t);
 }
 
-static HT_ALWAYS_INLINE void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
-                                    uint64_t heap, const void *np, uint64_t nsize,
-                                    const void *op, uint64_t osize)
+static HT_ALWAYS_INLINE int ht__realloc_fast(ht_tls *t, uint32_t gen, unsigned api, unsigned src, uint64_t heap,
+                                             const void *np, uint64_t nsize, const void *op, uint64_t osize)
 {
     char *r;
     uint64_t ts;
-    if (HT_UNLIKELY(!ht__fast_open(t, gen, HT_STACK_ON_REALLOC, sizeof(ht_rec_realloc), &r, &ts))) {
-        ht__emit_realloc_general(t, gen, api, src, heap, np, nsize, op, osize);
-        return;
-    }
+    if (HT_UNLIKELY(!ht__fast_open(t, gen, HT_STACK_ON_REALLOC, sizeof(ht_rec_realloc), &r, &ts))) return 0;
     ht_rec_realloc *a = (ht_rec_realloc *)r;
     ht__hdr(&a->h, HT_EV_REALLOC, api, src, sizeof *a, heap, ts);
     a->new_addr = (uintptr_t)np;
@@ -320,6 +338,23 @@ static HT_ALWAYS_INLINE void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned 
     a->old_size = osize;
     ht__commit(t, r + sizeof *a);
     ht__leave(t);
+    return 1;
+}
+
+static HT_ALWAYS_INLINE void ht__emit_realloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+                                    uint64_t heap, const void *np, uint64_t nsize,
+                                    const void *op, uint64_t osize)
+{
+    if (HT_UNLIKELY(!ht__realloc_fast(t, gen, api, src, heap, np, nsize, op, osize)))
+        ht__emit_realloc_general(t, gen, api, src, heap, np, nsize, op, osize);
+}
+
+/* A C library realloc's event; returns np. */
+static HT_ALWAYS_INLINE void *ht__emit_libc_realloc(ht_tls *t, uint32_t gen, unsigned api, unsigned src,
+                                                    void *np, uint64_t nsize, const void *op)
+{
+    if (HT_LIKELY(ht__realloc_fast(t, gen, api, src, 1, np, nsize, op, 0))) return np;
+    return ht__emit_libc_realloc_general(gen, api | src << 8, np, nsize, op);
 }
 
 /* Variable-length metadata record (heap create/destroy, marker). */

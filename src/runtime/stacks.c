@@ -425,6 +425,20 @@ void ht__emit_realloc_general(ht_tls *t, uint32_t gen, unsigned api, unsigned sr
     emit_general(t, gen, HT_EV_REALLOC, api, src, heap, w, 4);
 }
 
+void *ht__emit_libc_alloc_general(uint32_t gen, unsigned apisrc, void *p, uint64_t size)
+{
+    uint64_t w[2] = {(uintptr_t)p, size}; /* ht_rec_alloc */
+    emit_general(&ht__tls, gen, HT_EV_ALLOC, apisrc & 0xff, apisrc >> 8, 1, w, 2);
+    return p;
+}
+
+void *ht__emit_libc_realloc_general(uint32_t gen, unsigned apisrc, void *np, uint64_t nsize, const void *op)
+{
+    uint64_t w[4] = {(uintptr_t)np, nsize, (uintptr_t)op, 0}; /* ht_rec_realloc, old size unknown */
+    emit_general(&ht__tls, gen, HT_EV_REALLOC, apisrc & 0xff, apisrc >> 8, 1, w, 4);
+    return np;
+}
+
 _Static_assert(sizeof(ht_rec_alloc) == sizeof(ht_rec_hdr) + 16 && sizeof(ht_rec_free) == sizeof(ht_rec_hdr) + 8 &&
                    sizeof(ht_rec_realloc) == sizeof(ht_rec_hdr) + 32,
                "heap records: the header, then 8-byte words");
