@@ -133,21 +133,27 @@ static HT_ALWAYS_INLINE int walk_fp(ht_tls *t, void **out, int max)
     return n;
 }
 
-/* unw_backtrace into buf[0..want); the runtime's own frames come first
- * (the unwinder starts in the general path below): *first is where the
- * program's begin.  Inlined, as the general path is in each event's
- * function: every frame between the program and unw_backtrace is one more
- * step of the unwinder (about 7 ns each here), so the runtime has two (the
- * event's general path and the interposer). */
+/* unw_backtrace into buf[0..want), then the runtime's own frames taken
+ * out in place: they come first (the unwinder starts in the general path
+ * below; *first is where the program's begin), and some may stand further
+ * up (a C++ operator new of ours calling the C++ library's, which calls
+ * malloc).  Inlined, as the general path is in each event's function:
+ * every frame between the program and unw_backtrace is one more step of
+ * the unwinder (about 7 ns each here), so the runtime keeps one (the
+ * general path, which the interposer jumps to). */
 static HT_ALWAYS_INLINE int walk_dwarf(ht_tls *t, void **buf, int want, int max, int *first)
 {
     t->nest++; /* libunwind may allocate: not the program's event */
     int got = unw_bt(buf, want);
     t->nest--;
+    uintptr_t own = self_hi - self_lo;
     int i = 0;
-    while (i < got && (uintptr_t)buf[i] >= self_lo && (uintptr_t)buf[i] < self_hi) i++;
+    while (i < got && (uintptr_t)buf[i] - self_lo < own) i++;
     *first = i;
-    return got - i < max ? got - i : max;
+    int n = 0;
+    for (; i < got && n < max; i++)
+        if ((uintptr_t)buf[i] - self_lo >= own) buf[*first + n++] = buf[i];
+    return n;
 }
 
 /* 64-bit hash of a walk, the stack's identity in the trace.  Four lanes of

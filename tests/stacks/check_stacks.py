@@ -246,6 +246,9 @@ def check_chains(label, rows, lines=True, sizes=tuple(CHAIN)):
             continue
         check(len({e["stack"] for e in evs}) == 1, f"{label}: the {ROUNDS} events of size {size} share one stack")
         expect_chain(f"{label}: size {size}", evs[0], CHAIN[size], lines)
+        if lines:  # the runtime's own frames are taken out wherever they stand (C++ new: mid-stack)
+            own = [f for f in evs[0]["stack"].split(";") if "/src/runtime/" in f or "libheaptrace.so" in f]
+            check(not own, f"{label}: size {size}: no frame of the runtime in the stack (got {own})")
 
 
 def test_chains():
