@@ -296,7 +296,8 @@ static int spawn_cmd(pid_t *pid, char **cmdv, char **envp)
         while (*p && !path[0]) {
             size_t n = strcspn(p, ":");
             char cand[PATH_MAX];
-            snprintf(cand, sizeof cand, "%.*s%s%s", (int)n, n ? p : ".", "/", cmdv[0]);
+            /* an empty element is the current directory */
+            snprintf(cand, sizeof cand, "%.*s/%s", (int)(n ? n : 1), n ? p : ".", cmdv[0]);
             struct stat sb;
             if (stat(cand, &sb) == 0 && S_ISREG(sb.st_mode) && access(cand, X_OK) == 0)
                 snprintf(path, sizeof path, "%s", cand);

@@ -517,6 +517,12 @@ passthrough_group() {
         CHECKS=$((CHECKS + 1))
         if [ "$(cat "$OUT")" != "noshebang arg1" ]; then fail "stdout is not 'noshebang arg1'"; else ok; fi
     fi
+    CASE="record: a script without #! found through an empty \$PATH element (the current directory)"
+    PATH=":$PATH" run "$HT" record -q -o nosb2.htrace -- nosb.sh arg2
+    if expect_status 0; then
+        CHECKS=$((CHECKS + 1))
+        if [ "$(cat "$OUT")" != "noshebang arg2" ]; then fail "stdout is not 'noshebang arg2'"; else ok; fi
+    fi
 
     CASE="record: without -q the statistics go to stderr, not stdout"
     run "$HT" record -o p2.htrace -- sh -c 'echo out'
