@@ -43,7 +43,7 @@ run_suite() {
 run_suite "normal build" build-test "-DCMAKE_BUILD_TYPE=RelWithDebInfo" ""
 run_suite "ASan+UBSan" build-asan "-DCMAKE_BUILD_TYPE=Debug -DHT_SANITIZE=address,undefined" "-L unit|e2e -LE long"
 run_suite "TSan" build-tsan "-DCMAKE_BUILD_TYPE=RelWithDebInfo -DHT_SANITIZE=thread" "-L tsan"
-run_suite "fuzz" build-fuzz "-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DHT_FUZZ=ON" "-L fuzz" fuzz_reader gen_seeds
+run_suite "fuzz" build-fuzz "-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DHT_FUZZ=ON" "-L fuzz" fuzz_reader gen_seeds fuzz_cfi gen_cfi_seeds
 
 echo
 [ ${#failed_names[@]} -gt 0 ] && echo "failed suites: ${failed_names[*]}"

@@ -6,9 +6,15 @@
  *          checked to lie inside the thread's stack, 8-aligned and above
  *          the previous one, so a bad chain ends the walk, never faults.
  *          Code built without frame pointers cuts the chain short.
- *   dwarf  libunwind's unw_backtrace (libunwind.so.8, loaded with dlopen
- *          when the first such session starts: idle processes never load
- *          it), correct through code without frame pointers.
+ *   dwarf  the call-frame information (.eh_frame) of each object, correct
+ *          through code without frame pointers.  On x86-64 the runtime
+ *          unwinds itself (below): one rule per return address, read from
+ *          the CFI on first sight (cfi.c) and cached, so a step is a table
+ *          load and two stack loads.  Stacks holding a frame it cannot
+ *          express (a signal frame, a CFA expression), starting off the
+ *          thread's stack, or anywhere else, go to libunwind's
+ *          unw_backtrace (libunwind.so.8, loaded with dlopen when the first
+ *          such session starts: idle processes never load it).
  *
  * The runtime's own frames are skipped, and a stack ends at the first
  * address that lies in no loaded object (checked once per distinct walk).  A stack is identified by
@@ -37,17 +43,190 @@
 #include <sched.h>
 #include <stddef.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "cfi.h"
 #include "rt.h"
 
 #define CACHE_SLOTS 1024
 
 static uintptr_t self_lo, self_hi; /* our own text */
 static int (*unw_bt)(void **, int);
+
+/* ---- the runtime's own dwarf unwinder (x86-64, glibc >= 2.35) ----
+ *
+ * Rules (cfi.h) are cached per code address in one table shared by all
+ * threads, without a lock: a slot is two words, the rule and its address
+ * xor a mix of the rule, written and read with relaxed atomics.  A reader
+ * that sees one writer's address with another's rule fails the check (but
+ * with probability 2^-64) and computes the rule again.  dlclose empties the
+ * table: another object may then be mapped where the old one's code was.
+ *
+ * A step: rule of the return address minus one (the call); CFA = rsp or
+ * rbp + offset; the caller's return address and rbp are read at offsets
+ * from the CFA.  Every read lies between the walk's starting rsp and the
+ * top of the thread's stack, and the CFA strictly grows, so a bad rule or a
+ * damaged stack ends the walk (libunwind then has a go), never faults. */
+#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define HT_OWN_UNWIND 1
+#define RULE_BITS 12
+
+typedef struct {
+    uint64_t key, rule;
+} rule_slot;
+static rule_slot *rules;  /* 1 << RULE_BITS slots, mapped by the first dwarf session */
+static int own_unwind;     /* unwind with them (HEAPTRACE_UNWIND=libunwind: no) */
+
+static inline uint64_t rule_mix(uint64_t r)
+{
+    r ^= r >> 31;
+    r *= 0xbf58476d1ce4e5b9ull;
+    return r ^ (r >> 29) ^ 0x5851f42d4c957f2dull; /* never 0: an empty slot matches no address */
+}
+
+/* Two-way: an address has the two slots of one 32-byte pair. */
+static inline rule_slot *rule_pair_of(uintptr_t pc)
+{
+    return &rules[((pc * 0x9e3779b97f4a7c15ull) >> (64 - RULE_BITS)) & ~(uint64_t)1];
+}
+
+static inline int rule_hit(rule_slot *s, uintptr_t pc, uint64_t *r)
+{
+    *r = __atomic_load_n(&s->rule, __ATOMIC_RELAXED);
+    return __atomic_load_n(&s->key, __ATOMIC_RELAXED) == (pc ^ rule_mix(*r));
+}
+
+static inline void rule_put(rule_slot *s, uintptr_t pc, uint64_t r)
+{
+    __atomic_store_n(&s->rule, r, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->key, pc ^ rule_mix(r), __ATOMIC_RELAXED);
+}
+
+/* Not cached: computed from the CFI, then put first in its pair (the
+ * pair's first entry moves to the second). */
+static HT_NOINLINE uint64_t rule_miss(uintptr_t pc)
+{
+    uint64_t r = rule_hit(rule_pair_of(pc) + 1, pc, &r) ? r : HT_CFI_NONE;
+    if (r != HT_CFI_NONE) return r;
+    struct dl_find_object o;
+    if (_dl_find_object((void *)pc, &o) != 0) return HT_CFI_NONE; /* in no object: not cached */
+    r = o.dlfo_eh_frame ? ht_cfi_rule(o.dlfo_eh_frame, (uintptr_t)o.dlfo_map_start, (uintptr_t)o.dlfo_map_end, pc)
+                        : HT_CFI_FOREIGN;
+    rule_slot *s = rule_pair_of(pc);
+    uint64_t old_rule = __atomic_load_n(&s->rule, __ATOMIC_RELAXED), old_key = __atomic_load_n(&s->key, __ATOMIC_RELAXED);
+    __atomic_store_n(&s[1].rule, old_rule, __ATOMIC_RELAXED);
+    __atomic_store_n(&s[1].key, old_key, __ATOMIC_RELAXED);
+    rule_put(s, pc, r);
+    return r;
+}
+
+static HT_ALWAYS_INLINE uint64_t rule_of(uintptr_t pc)
+{
+    uint64_t r;
+    if (HT_LIKELY(rule_hit(rule_pair_of(pc), pc, &r))) return r;
+    return rule_miss(pc);
+}
+
+/* ht__unwind(t, out, max): the return addresses of the stack that called
+ * it, innermost first, at most max; -1 if this unwinder cannot walk it.
+ * The stub hands the caller's rsp (past the return address), rbp and
+ * return address to ht__unwind_regs. */
+int ht__unwind(ht_tls *t, void **out, int max);
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".globl ht__unwind\n"
+        ".hidden ht__unwind\n"
+        ".type ht__unwind, @function\n"
+        "ht__unwind:\n"
+        ".cfi_startproc\n"
+        "    lea 8(%rsp), %rcx\n"
+        "    mov %rbp, %r8\n"
+        "    mov (%rsp), %r9\n"
+        "    jmp ht__unwind_regs\n"
+        ".cfi_endproc\n"
+        ".size ht__unwind, .-ht__unwind\n");
+
+__attribute__((used)) HT_NOINLINE int ht__unwind_regs(ht_tls *t, void **out, int max, uintptr_t sp, uintptr_t bp,
+                                                      uintptr_t pc);
+__attribute__((used)) HT_NOINLINE int ht__unwind_regs(ht_tls *t, void **out, int max, uintptr_t sp, uintptr_t bp,
+                                                      uintptr_t pc)
+{
+    uintptr_t lo = sp, hi = t->stk_hi;
+    if (sp < t->stk_lo || sp >= hi || hi < 16) return -1; /* another stack (sigaltstack, a fiber) */
+    int n = 0;
+    while (n < max) {
+        out[n++] = (void *)pc;
+        uint64_t r = rule_of(pc - 1);
+        unsigned kind = ht_cfi_kind(r);
+        if (HT_UNLIKELY(kind != HT_CFI_FRAME)) {
+            if (kind == HT_CFI_FOREIGN) return -1;
+            break; /* END: the outermost frame; NONE: in no object, the stack ends there */
+        }
+        uintptr_t cfa = ((r & HT_CFI_CFA_RBP) ? bp : sp) + (uintptr_t)ht_cfi_cfa_off(r);
+        uintptr_t ra_at = cfa + (uintptr_t)ht_cfi_ra_off(r);
+        if (HT_UNLIKELY(cfa <= sp || cfa > hi || ra_at < lo || ra_at > hi - 8)) return -1;
+        pc = *(const uintptr_t *)ra_at;
+        if (r & HT_CFI_RBP_SAVED) {
+            uintptr_t bp_at = cfa + (uintptr_t)ht_cfi_rbp_off(r);
+            if (HT_UNLIKELY(bp_at < lo || bp_at > hi - 8)) return -1;
+            bp = *(const uintptr_t *)bp_at;
+        }
+        sp = cfa;
+        if (!pc) break;
+    }
+    return n;
+}
+
+static void unwind_setup(void)
+{
+    if (!rules) {
+        void *m = mmap(NULL, sizeof(rule_slot) << RULE_BITS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return;
+        rules = m;
+    }
+    const char *e = getenv("HEAPTRACE_UNWIND");
+    own_unwind = !(e && !strcmp(e, "libunwind"));
+}
+
+/* HEAPTRACE_UNWIND=own (tests): never libunwind, stacks it would take are
+ * left without a stack. */
+static int own_only(void)
+{
+    const char *e = getenv("HEAPTRACE_UNWIND");
+    return own_unwind && e && !strcmp(e, "own");
+}
+
+/* A dlclose may unmap code whose rules are cached, and a later dlopen map
+ * other code there: the table starts afresh. */
+static void unwind_flush(void)
+{
+    if (!rules) return;
+    for (size_t i = 0; i < (size_t)1 << RULE_BITS; i++) __atomic_store_n(&rules[i].key, 0, __ATOMIC_RELAXED);
+}
+#else
+static void unwind_setup(void) {}
+static void unwind_flush(void) {}
+static int own_only(void) { return 0; }
+#endif
+
+HT_EXPORT int dlclose(void *handle)
+{
+    static int (*real_dlclose)(void *);
+    if (!real_dlclose) {
+        ht__tls.nest++;
+        real_dlclose = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+        ht__tls.nest--;
+    }
+    int r = real_dlclose ? real_dlclose(handle) : -1;
+    int e = errno;
+    unwind_flush();
+    errno = e;
+    return r;
+}
 
 /* ---- set-up (session install, not on the fast path) ---- */
 
@@ -75,7 +254,8 @@ void ht__stacks_setup(uint32_t mode)
         dl_iterate_phdr(self_cb, (void *)(uintptr_t)&ht__stacks_setup);
         ht__tls.nest--;
     }
-    if (mode == HT_STACKS_DWARF && !unw_bt) {
+    if (mode == HT_STACKS_DWARF) unwind_setup();
+    if (mode == HT_STACKS_DWARF && !unw_bt && !own_only()) {
         ht__tls.nest++;
         void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
         if (h) {
@@ -89,7 +269,14 @@ void ht__stacks_setup(uint32_t mode)
             unw_bt = (int (*)(void **, int))dlsym(h, "unw_backtrace");
         }
         ht__tls.nest--;
-        if (!unw_bt) ht_log("cannot load libunwind.so.8: dwarf stacks fall back to frame pointers");
+        if (!unw_bt) {
+#ifdef HT_OWN_UNWIND
+            if (own_unwind)
+                ht_log("cannot load libunwind.so.8: stacks through a signal frame or a CFA expression are left out");
+            else
+#endif
+                ht_log("cannot load libunwind.so.8: dwarf stacks fall back to frame pointers");
+        }
     }
 }
 
@@ -143,9 +330,19 @@ static HT_ALWAYS_INLINE int walk_fp(ht_tls *t, void **out, int max)
  * general path, which the interposer jumps to). */
 static HT_ALWAYS_INLINE int walk_dwarf(ht_tls *t, void **buf, int want, int max, int *first)
 {
-    t->nest++; /* libunwind may allocate: not the program's event */
-    int got = unw_bt(buf, want);
-    t->nest--;
+    int got = -1;
+#ifdef HT_OWN_UNWIND
+    if (HT_LIKELY(own_unwind)) {
+        if (HT_UNLIKELY(!t->stk_hi)) stack_bounds(t);
+        got = ht__unwind(t, buf, want);
+    }
+#endif
+    if (got < 0) {
+        if (!unw_bt) return 0;
+        t->nest++; /* libunwind may allocate: not the program's event */
+        got = unw_bt(buf, want);
+        t->nest--;
+    }
     uintptr_t own = self_hi - self_lo;
     int i = 0;
     while (i < got && (uintptr_t)buf[i] - self_lo < own) i++;
@@ -322,12 +519,21 @@ static int check_covered(ht_tls *t, uint32_t gen, uintptr_t a)
 
 /* ---- the stack of the current heap event ---- */
 
+/* Whether a dwarf walk can be made (else frame pointers are walked). */
+static inline int dwarf_ok(void)
+{
+#ifdef HT_OWN_UNWIND
+    if (own_unwind) return 1;
+#endif
+    return unw_bt != NULL;
+}
+
 static HT_ALWAYS_INLINE uint64_t stack_of(ht_tls *t, uint32_t gen)
 {
     void *buf[HT_STACK_DEPTH_MAX + 16], **frames = buf;
     int max = (int)ht__sess.stack_depth, n, first = 0;
     if (max < 1 || max > HT_STACK_DEPTH_MAX) max = HT_STACK_DEPTH_MAX;
-    if (ht__sess.stack_mode == HT_STACKS_DWARF && unw_bt) {
+    if (ht__sess.stack_mode == HT_STACKS_DWARF && dwarf_ok()) {
         n = walk_dwarf(t, buf, max + 16, max, &first);
         frames = buf + first;
     } else {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""check_stacks.py MODE HEAPTRACE SRCDIR STK_CHAINS STK_PLUGIN STK_DEEP STK_BADFP STK_SIZELOOP
+"""check_stacks.py MODE HEAPTRACE SRCDIR STK_CHAINS STK_PLUGIN STK_DEEP STK_BADFP STK_SIZELOOP STK_UNWMIX
 
 End-to-end tests of call stacks (`heaptrace record --stacks fp|dwarf`, then
 `heaptrace dump`).  The test programs allocate blocks of marker sizes through
@@ -19,12 +19,18 @@ markers of their sources (read here, never hard-coded).  MODE:
   free_events  --stack-events: which events carry a stack; --stacks none
   size         100000 malloc/free pairs from 3 sites: few STACK records, and
                fp stacks add at most 1 byte per allocation to the trace
+  unwinders    dwarf stacks from the runtime's own unwinder are libunwind's,
+               event for event (HEAPTRACE_UNWIND=libunwind|own), on a program
+               without frame pointers (alloca, qsort, recursion, threads,
+               signal handlers, an alternate signal stack), sqlite3 and
+               python3; the frames it leaves to libunwind (signal frames)
+               are walked by libunwind
 
 Prints one ok/FAIL line per assertion and exits 1 if any failed.
 """
 import csv, os, re, shutil, subprocess, sys, tempfile
 
-mode, HT, SRC, CHAINS, PLUGIN, DEEP, BADFP, SIZELOOP = sys.argv[1:9]
+mode, HT, SRC, CHAINS, PLUGIN, DEEP, BADFP, SIZELOOP, UNWMIX = sys.argv[1:10]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(SRC)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pycheck  # noqa: E402
@@ -619,7 +625,106 @@ def test_size():
         print(f"info: size dwarf: {sizes['dwarf'] / max(sizes['none'], 1):.2f}x the trace without stacks")
 
 
-TESTS = {"chains": test_chains, "depth": test_depth, "badfp": test_badfp, "stripped": test_stripped,
+# ---- the runtime's own unwinder against libunwind ----
+
+def record_env(trace, args, unwind, stdin=None):
+    env = dict(os.environ)
+    env.pop("HEAPTRACE_UNWIND", None)
+    if unwind:
+        env["HEAPTRACE_UNWIND"] = unwind
+    r = subprocess.run([HT, "record", "-q", "--stacks", "dwarf", "-o", trace, "--"] + args, env=env,
+                       input=stdin, capture_output=True, text=True, timeout=240)
+    check(r.returncode == 0, f"unwinders: record {os.path.basename(args[0])} HEAPTRACE_UNWIND={unwind or ''}: "
+          f"exit 0 (got {r.returncode}{', ' + r.stderr.strip()[-300:] if r.returncode else ''})")
+    return r.stdout
+
+
+def stacked(trace):
+    """(event, size, stack) of every allocation and realloc, in order."""
+    return [(r["event"], r["size"] or r["new_size"], r["stack"]) for r in heap_rows(dump(trace), ("alloc", "realloc"))]
+
+
+def same_stacks(label, a, b):
+    if len(a) != len(b):
+        return check(False, f"{label}: same number of events ({len(a)} vs {len(b)})")
+    diff = [i for i in range(len(a)) if a[i] != b[i]]
+    return check(not diff, f"{label}: all {len(a)} events have the same stack"
+                 + (f"; first of {len(diff)} differing: #{diff[0]} {a[diff[0]]!r} vs {b[diff[0]]!r}" if diff else ""))
+
+
+def sql_script(rows):
+    out = ["CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);", "CREATE INDEX tk ON t(k);", "BEGIN;"]
+    x = 12345
+    for i in range(rows):
+        x = (x * 1103515245 + 12345) % (1 << 31)
+        out.append(f"INSERT INTO t(k, v) VALUES({x % 1000}, '{'v' * (x % 40)}{i}');")
+    out += ["COMMIT;", "SELECT k, count(*), max(length(v)) FROM t GROUP BY k ORDER BY 2 DESC LIMIT 3;"]
+    return "\n".join(out) + "\n"
+
+
+PY_SCRIPT = ("import json\nd = {}\nfor i in range(3000):\n    d[str(i)] = [i, str(i) * 3, {'k': i}]\n"
+             "s = json.dumps(d)\nprint(len(json.loads(s)), len(s))\n")
+
+
+def test_unwinders():
+    with tempfile.TemporaryDirectory() as d:
+        # a program without frame pointers, through every kind of frame
+        t = {u: os.path.join(d, f"mix-{u or 'default'}.htrace") for u in ("", "libunwind", "own")}
+        for u, trace in t.items():
+            record_env(trace, [UNWMIX], u)
+        ev = {u: stacked(trace) for u, trace in t.items()}
+        same_stacks("unwinders unwmix: own (default) vs libunwind", ev[""], ev["libunwind"])
+        sizes = {e[1] for e in ev[""]}
+        check(all(str(s) in sizes for s in list(range(30000, 30008)) + [30011, 30014] if s != 30003),
+              "unwinders unwmix: every marker size recorded")
+        for k, (e, size, stk) in enumerate(ev["libunwind"]):
+            if size in ("30005", "30006"):
+                continue
+            if ev["own"][k][2] != stk:
+                check(False, f"unwinders unwmix: own only, event #{k} ({e} {size}) has libunwind's stack: "
+                      f"{ev['own'][k][2]!r} vs {stk!r}")
+                break
+        else:
+            check(True, "unwinders unwmix: own only (HEAPTRACE_UNWIND=own): every event outside the signal "
+                  "handlers has libunwind's stack")
+        for size, fn in (("30005", "on_usr1"), ("30006", "on_usr2")):
+            mine = [e[2] for e in ev["own"] if e[1] == size]
+            full = [e[2] for e in ev[""] if e[1] == size]
+            check(len(mine) == 3 and not any(mine), f"unwinders unwmix: own only, the {fn} handler's 3 allocations "
+                  f"have no stack (a signal frame is libunwind's): {mine!r}")
+            check(len(full) == 3 and all(fn in s and "main" in s for s in full),
+                  f"unwinders unwmix: by default, libunwind walks {fn}'s stack through the signal frame to main: "
+                  f"{full[:1]!r}")
+        dyn = [e[2] for e in ev["own"] if e[1] == "30001"]
+        check(len(dyn) == 3 and all(re.search(r"leaf .*;dyn .*;main ", s) for s in dyn),
+              f"unwinders unwmix: own only, through the alloca frame: leaf, dyn, main: {dyn[:1]!r}")
+
+        # real programs built without frame pointers (Debian's)
+        progs = [("sqlite3", ["sqlite3", "-batch", ":memory:"], sql_script(3000)),
+                 ("python3", ["/usr/bin/python3", "-c", PY_SCRIPT], None)]  # Debian's, not a wrapper
+        for name, args, stdin in progs:
+            if not shutil.which(args[0]):
+                check(False, f"unwinders: {args[0]} is installed (scripts/install-deps.sh)")
+                continue
+            outs, evs = {}, {}
+            for u in ("", "libunwind", "own"):
+                trace = os.path.join(d, f"{name}-{u or 'default'}.htrace")
+                old = os.environ.get("PYTHONHASHSEED")
+                os.environ["PYTHONHASHSEED"] = "0"
+                outs[u] = record_env(trace, args, u, stdin)
+                if old is None:
+                    del os.environ["PYTHONHASHSEED"]
+                else:
+                    os.environ["PYTHONHASHSEED"] = old
+                evs[u] = stacked(trace)
+            check(outs[""] == outs["libunwind"] == outs["own"] and outs[""], f"unwinders {name}: same output")
+            n = sum(1 for e in evs[""] if e[2])
+            check(n > 1000, f"unwinders {name}: {n} events with a stack (> 1000)")
+            same_stacks(f"unwinders {name}: own (default) vs libunwind", evs[""], evs["libunwind"])
+            same_stacks(f"unwinders {name}: own only vs libunwind", evs["own"], evs["libunwind"])
+
+
+TESTS = {"unwinders": test_unwinders, "chains": test_chains, "depth": test_depth, "badfp": test_badfp, "stripped": test_stripped,
          "free_events": test_free_events, "size": test_size}
 if mode not in TESTS:
     die(f"unknown mode {mode}")
