@@ -50,6 +50,7 @@ typedef struct ht_tls {
     /* call stacks (stacks.c); kept across sessions */
     uintptr_t stk_lo, stk_hi; /* the thread's stack, for frame-pointer walks */
     uint64_t *stk_cache;      /* hashes of stacks this thread has described */
+    void *unw_memo;           /* the own unwinder's last complete walk (stacks.c) */
     uint32_t stk_gen;         /* session the cache belongs to */
 } ht_tls;
 

@@ -131,6 +131,77 @@ static HT_ALWAYS_INLINE uint64_t rule_of(uintptr_t pc)
     return rule_miss(pc);
 }
 
+/* The walk remembered per thread: consecutive stacks of a thread share
+ * their outer frames, and a frame's caller is a function of the frame's
+ * (pc, rsp, rbp) and of the stack words its rule reads.  So when the walk
+ * reaches a frame whose (pc, rsp, rbp) the last complete walk had, and
+ * every stack word that walk read from there on still holds what it read,
+ * the rest of the stack is that walk's: a few independent loads instead of
+ * a rule lookup and two dependent loads per frame.  Frames are kept
+ * outermost first, so the shared outer part stays where it is. */
+#define UNW_MEMO_MAX (HT_STACK_DEPTH_MAX + 16)
+typedef struct {
+    uintptr_t pc, sp, bp; /* the frame's return address, rsp and rbp */
+    uintptr_t ra_at;      /* where its caller's return address was read */
+    uintptr_t bp_at;      /* where its caller's rbp was read, or 0: unchanged */
+} unw_frame;
+typedef struct {
+    uint32_t n;       /* frames of the remembered walk (f[0] outermost), or 0 */
+    uint32_t flushes; /* rule_flushes when it was made */
+    uintptr_t end_at; /* where its outermost frame read a null return address, or 0 */
+    unw_frame f[UNW_MEMO_MAX];
+    unw_frame pre[UNW_MEMO_MAX]; /* the walk in progress, innermost first */
+} unw_memo;
+static uint32_t rule_flushes;
+
+static HT_NOINLINE unw_memo *memo_new(ht_tls *t)
+{
+    void *m = mmap(NULL, sizeof(unw_memo), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    t->unw_memo = m;
+    return m;
+}
+
+static inline int word_is(uintptr_t at, uintptr_t lo, uintptr_t hi, uintptr_t v)
+{
+    return at >= lo && at <= hi - 8 && *(const uintptr_t *)at == v;
+}
+
+/* Whether the stack above frame mi of the remembered walk is unchanged. */
+static HT_ALWAYS_INLINE int memo_holds(const unw_memo *m, int mi, uintptr_t lo, uintptr_t hi)
+{
+    int ok = 1;
+    for (int r = mi; r > 0; r--) {
+        const unw_frame *f = &m->f[r];
+        ok &= word_is(f->ra_at, lo, hi, m->f[r - 1].pc);
+        if (f->bp_at) ok &= word_is(f->bp_at, lo, hi, m->f[r - 1].bp);
+    }
+    if (m->end_at) ok &= word_is(m->end_at, lo, hi, 0);
+    return ok;
+}
+
+/* The walk so far (n frames in pre) continues as the remembered one from
+ * its frame mi: its frames to out, and the whole walk becomes the one
+ * remembered. */
+static HT_ALWAYS_INLINE int memo_take(unw_memo *m, int mi, void **out, int n, int max)
+{
+    int total = n;
+    for (int r = mi; r >= 0 && total < max; r--) out[total++] = (void *)m->f[r].pc;
+    if (mi + 1 + n <= UNW_MEMO_MAX) {
+        for (int i = 0; i < n; i++) m->f[mi + n - i] = m->pre[i];
+        m->n = (uint32_t)(mi + 1 + n);
+    }
+    return total;
+}
+
+static HT_ALWAYS_INLINE void memo_store(unw_memo *m, int n, uintptr_t end_at)
+{
+    for (int i = 0; i < n; i++) m->f[n - 1 - i] = m->pre[i];
+    m->n = (uint32_t)n;
+    m->end_at = end_at;
+    m->flushes = __atomic_load_n(&rule_flushes, __ATOMIC_RELAXED);
+}
+
 /* ht__unwind(t, out, max): the return addresses of the stack that called
  * it, innermost first, at most max; -1 if this unwinder cannot walk it.
  * The stub hands the caller's rsp (past the return address), rbp and
@@ -157,9 +228,24 @@ __attribute__((used)) HT_NOINLINE int ht__unwind_regs(ht_tls *t, void **out, int
 {
     uintptr_t lo = sp, hi = t->stk_hi;
     if (sp < t->stk_lo || sp >= hi || hi < 16) return -1; /* another stack (sigaltstack, a fiber) */
+    unw_memo *m = t->unw_memo;
+    if (HT_UNLIKELY(!m) && !(m = memo_new(t))) return -1;
+    if (max > UNW_MEMO_MAX) max = UNW_MEMO_MAX;
+    int mi = m->flushes == __atomic_load_n(&rule_flushes, __ATOMIC_RELAXED) ? (int)m->n - 1 : -1;
     int n = 0;
+    uintptr_t end_at = 0;
     while (n < max) {
-        out[n++] = (void *)pc;
+        /* the remembered walk's frames lie above each other: the first
+         * whose rsp is not below this one's is the only candidate */
+        while (mi >= 0 && m->f[mi].sp < sp) mi--;
+        if (mi >= 0 && m->f[mi].sp == sp && m->f[mi].pc == pc && m->f[mi].bp == bp && memo_holds(m, mi, lo, hi))
+            return memo_take(m, mi, out, n, max);
+        out[n] = (void *)pc;
+        unw_frame *fr = &m->pre[n++];
+        fr->pc = pc;
+        fr->sp = sp;
+        fr->bp = bp;
+        fr->bp_at = 0;
         uint64_t r = rule_of(pc - 1);
         unsigned kind = ht_cfi_kind(r);
         if (HT_UNLIKELY(kind != HT_CFI_FRAME)) {
@@ -169,15 +255,22 @@ __attribute__((used)) HT_NOINLINE int ht__unwind_regs(ht_tls *t, void **out, int
         uintptr_t cfa = ((r & HT_CFI_CFA_RBP) ? bp : sp) + (uintptr_t)ht_cfi_cfa_off(r);
         uintptr_t ra_at = cfa + (uintptr_t)ht_cfi_ra_off(r);
         if (HT_UNLIKELY(cfa <= sp || cfa > hi || ra_at < lo || ra_at > hi - 8)) return -1;
+        fr->ra_at = ra_at;
         pc = *(const uintptr_t *)ra_at;
         if (r & HT_CFI_RBP_SAVED) {
             uintptr_t bp_at = cfa + (uintptr_t)ht_cfi_rbp_off(r);
             if (HT_UNLIKELY(bp_at < lo || bp_at > hi - 8)) return -1;
+            fr->bp_at = bp_at;
             bp = *(const uintptr_t *)bp_at;
         }
         sp = cfa;
-        if (!pc) break;
+        if (!pc) {
+            end_at = ra_at;
+            break;
+        }
     }
+    if (n == max) return n; /* cut short: not a whole walk to remember */
+    memo_store(m, n, end_at);
     return n;
 }
 
@@ -206,6 +299,7 @@ static void unwind_flush(void)
 {
     if (!rules) return;
     for (size_t i = 0; i < (size_t)1 << RULE_BITS; i++) __atomic_store_n(&rules[i].key, 0, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&rule_flushes, 1, __ATOMIC_RELAXED); /* and the walks made with them */
 }
 #else
 static void unwind_setup(void) {}
@@ -662,4 +756,8 @@ void ht__stacks_thread_exit(ht_tls *t)
 {
     if (t->stk_cache) munmap(t->stk_cache, CACHE_SLOTS * sizeof(uint64_t));
     t->stk_cache = NULL;
+#ifdef HT_OWN_UNWIND
+    if (t->unw_memo) munmap(t->unw_memo, sizeof(unw_memo));
+#endif
+    t->unw_memo = NULL;
 }

@@ -675,7 +675,7 @@ def test_unwinders():
         ev = {u: stacked(trace) for u, trace in t.items()}
         same_stacks("unwinders unwmix: own (default) vs libunwind", ev[""], ev["libunwind"])
         sizes = {e[1] for e in ev[""]}
-        check(all(str(s) in sizes for s in list(range(30000, 30008)) + [30011, 30014] if s != 30003),
+        check(all(str(s) in sizes for s in list(range(30000, 30009)) + [30011, 30014] if s != 30003),
               "unwinders unwmix: every marker size recorded")
         for k, (e, size, stk) in enumerate(ev["libunwind"]):
             if size in ("30005", "30006"):
@@ -695,6 +695,10 @@ def test_unwinders():
             check(len(full) == 3 and all(fn in s and "main" in s for s in full),
                   f"unwinders unwmix: by default, libunwind walks {fn}'s stack through the signal frame to main: "
                   f"{full[:1]!r}")
+        twice = [e[2] for e in ev["own"] if e[1] == "30008"]
+        check(len(twice) == 6 and all(twice[i] != twice[i + 1] for i in range(0, 6, 2))
+              and all("main" in s for s in twice),
+              f"unwinders unwmix: own only, the same frames from two call sites of main: two stacks: {twice[:2]!r}")
         dyn = [e[2] for e in ev["own"] if e[1] == "30001"]
         check(len(dyn) == 3 and all(re.search(r"leaf .*;dyn .*;main ", s) for s in dyn),
               f"unwinders unwmix: own only, through the alloca frame: leaf, dyn, main: {dyn[:1]!r}")

@@ -11,6 +11,8 @@
  *   30005  a signal handler (the signal frame: libunwind's business)
  *   30006  a handler on an alternate signal stack (off the thread's stack)
  *   30007  another thread
+ *   30008  the same frames (pc, rsp, rbp) from two call sites of main: the
+ *          walk remembered from the first must not answer for the second
  */
 #include <alloca.h>
 #include <pthread.h>
@@ -93,6 +95,8 @@ int main(void)
     sigaction(SIGUSR2, &sa, NULL);
     for (int round = 0; round < 3; round++) {
         leaf(30000);
+        leaf(30008);
+        leaf(30008);
         dyn(100 + 16 * (size_t)round);
         int v[16];
         for (int i = 0; i < 16; i++) v[i] = (i * 7 + round) % 16;
