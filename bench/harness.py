@@ -437,15 +437,18 @@ CONFIGS = {
     "ht-rec": ("heaptrace record", "`heaptrace record -q -m block` (no stacks)"),
     "ht-fp": ("heaptrace fp stacks", "`heaptrace record -q -m block --stacks fp --depth 16`"),
     "ht-dwarf": ("heaptrace dwarf stacks", "`heaptrace record -q -m block --stacks dwarf` (depth 64)"),
+    "ht-dwarf-lu": ("heaptrace dwarf, libunwind", "the same with HEAPTRACE_UNWIND=libunwind: libunwind's "
+                    "unw_backtrace does every walk instead of the runtime's own unwinder"),
     "heaptrack": ("heaptrack", "`heaptrack -o FILE` (zstd output)"),
     "lttng-idle": ("LTTng idle", "liblttng-ust-libc-wrapper preloaded, no session"),
     "lttng-disc": ("LTTng discard", "libc wrapper, channel in discard mode (defaults: 4 x 512 KiB)"),
     "lttng-block": ("LTTng blocking", "libc wrapper, channel --blocking-timeout=inf"),
 }
-FULL_CONFIGS = ["base", "ht-idle", "ht-rec", "ht-fp", "ht-dwarf", "heaptrack", "lttng-idle", "lttng-disc",
-                "lttng-block"]
+FULL_CONFIGS = ["base", "ht-idle", "ht-rec", "ht-fp", "ht-dwarf", "ht-dwarf-lu", "heaptrack", "lttng-idle",
+                "lttng-disc", "lttng-block"]
 # heaptrace recording configurations and their extra options
-HT_REC = {"ht-rec": [], "ht-fp": ["--stacks", "fp", "--depth", "16"], "ht-dwarf": ["--stacks", "dwarf"]}
+HT_REC = {"ht-rec": [], "ht-fp": ["--stacks", "fp", "--depth", "16"], "ht-dwarf": ["--stacks", "dwarf"],
+          "ht-dwarf-lu": ["--stacks", "dwarf"]}
 SMOKE_CONFIGS = ["base", "ht-idle", "ht-rec"]
 
 
@@ -507,6 +510,8 @@ class Runner:
         elif cfg in HT_REC:
             trace = os.path.join(self.trace_dir, tag + ".htrace")
             argv = [self.ht, "record", "-q", "-m", "block", "-o", trace] + HT_REC[cfg] + ["--"] + argv
+            if cfg == "ht-dwarf-lu":
+                env["HEAPTRACE_UNWIND"] = "libunwind"
         elif cfg == "heaptrack":
             trace = os.path.join(self.trace_dir, tag)  # heaptrack appends .zst (or .gz)
             argv = [shutil.which("heaptrack"), "-o", trace] + argv
@@ -805,7 +810,7 @@ def report(a, info, workloads, configs, results, counts, started, load0, problem
                 "-" if coll_cpu is None else fmt_time(coll_cpu),
                 fmt_mib(med([r.get("prog_rss_kb") for r in rs])), fmt_mib(med([r.get("coll_rss_kb") for r in rs])),
                 fmt_bytes(tb), "%.2f" % (tb / n_ev) if tb is not None and n_ev else "-", lost, spread))
-    if any(c in configs for c in ("ht-fp", "ht-dwarf")):
+    if any(c in configs for c in ("ht-fp", "ht-dwarf", "ht-dwarf-lu")):
         # issue #5's targets: stacks' cost above recording without them
         L.append("")
         L.append("## Call stacks")
@@ -815,8 +820,9 @@ def report(a, info, workloads, configs, results, counts, started, load0, problem
                  "trace bytes per event; heaptrack (which always unwinds, with libunwind) for comparison.")
         L.append("")
         L.append("| workload | fp depth 16 +ns/ev | fp +ns/alloc | dwarf +ns/ev | dwarf +ns/alloc | "
-                 "heaptrack +ns/ev over baseline | B/ev none | B/ev fp | B/ev dwarf | B/ev heaptrack |")
-        L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+                 "dwarf via libunwind +ns/ev | heaptrack +ns/ev over baseline | B/ev none | B/ev fp | B/ev dwarf | "
+                 "B/ev heaptrack |")
+        L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for w in workloads:
             n_ev = counts.get(w.key)
             if not n_ev:
@@ -832,9 +838,9 @@ def report(a, info, workloads, configs, results, counts, started, load0, problem
             def above(c, ref, n=n_ev):
                 v = wall_of(c)
                 return "%.0f" % ((v - ref) * 1e9 / n) if v is not None and ref is not None and n else "-"
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 w.key, above("ht-fp", rec), above("ht-fp", rec, n_alloc), above("ht-dwarf", rec),
-                above("ht-dwarf", rec, n_alloc), above("heaptrack", base),
+                above("ht-dwarf", rec, n_alloc), above("ht-dwarf-lu", rec), above("heaptrack", base),
                 bpe("ht-rec"), bpe("ht-fp"), bpe("ht-dwarf"), bpe("heaptrack")))
     L.append("")
     L.append("## Checks")

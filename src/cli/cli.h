@@ -22,8 +22,8 @@ enum { HT_OPT_STACKS = 1000, HT_OPT_DEPTH, HT_OPT_STACK_EVENTS };
     {"stack-events", required_argument, 0, HT_OPT_STACK_EVENTS}
 #define HT_STACK_HELP                                                                        \
     "      --stacks none|fp|dwarf  record call stacks: fp walks frame pointers (fast;\n"       \
-    "                           needs code built with them), dwarf unwinds with\n"            \
-    "                           libunwind (any code); default none\n"                        \
+    "                           needs code built with them), dwarf unwinds with the\n"        \
+    "                           call-frame information (any code); default none\n"           \
     "      --depth N            frames per stack (default 64, at most 200)\n"                 \
     "      --stack-events LIST  events that get a stack: alloc,realloc,free,all\n"          \
     "                           (default alloc,realloc)\n"
