@@ -465,7 +465,11 @@ class Runner:
         self.base_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": a.work_dir, "LANG": "C",
                          "LC_ALL": "C", "TZ": "UTC", "TERM": "dumb",
                          # the same in every configuration; only LTTng reads them
-                         "LTTNG_UST_ALLOW_BLOCKING": "1", "LTTNG_UST_REGISTER_TIMEOUT": "20000"}
+                         "LTTNG_UST_ALLOW_BLOCKING": "1", "LTTNG_UST_REGISTER_TIMEOUT": "20000",
+                         # ht-dwarf-lu sets it to libunwind: the programs see as
+                         # many variables in every configuration (python's
+                         # environ dict would make a few allocations more)
+                         "HEAPTRACE_UNWIND": "auto"}
         self.seq = 0
 
     def spawn_wait(self, argv, env, stdin, out, err):
