@@ -13,7 +13,7 @@
 
 typedef struct ht_collect_opts {
     uint32_t mode;         /* enum ht_mode */
-    uint32_t subbuf_size;  /* bytes, header included */
+    uint32_t subbuf_size;  /* data bytes of each sub-buffer */
     uint32_t subbuf_count;
     uint32_t flush_ms;     /* longest time an event waits in shared memory */
     int zstd_level;

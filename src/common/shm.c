@@ -19,9 +19,9 @@ void ht_shm_init(ht_shm_hdr *h, uint32_t subbuf_size, uint32_t subbuf_count, uin
     h->pid = pid;
     ht_atomic_store_relaxed(&h->free_head, (uint64_t)HT_FREE_NONE);
     for (uint32_t i = subbuf_count; i-- > 0;) {
-        ht_subbuf *sb = ht_shm_subbuf(h, subbuf_size, i);
+        ht_subbuf *sb = ht_shm_subbuf(h, i);
         memset(sb, 0, sizeof *sb);
-        ht_shm_push(h, subbuf_size, i);
+        ht_shm_push(h, i);
     }
     ht_atomic_store_relaxed(&h->free_seq, 0);
     ht_atomic_store_release(&h->state, HT_SHM_RUNNING);

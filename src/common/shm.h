@@ -31,7 +31,7 @@
 #include "atomic.h"
 
 #define HT_SHM_MAGIC 0x31304d4853544854ULL /* "HTSHM01" + NUL */
-#define HT_SHM_VERSION 1
+#define HT_SHM_VERSION 2
 #define HT_SHM_HDR_SIZE 4096u
 #define HT_SUBBUF_HDR_SIZE 64u
 #define HT_SUBBUF_MIN 4096u
@@ -49,7 +49,7 @@ typedef struct ht_shm_hdr {
     uint64_t magic;
     uint32_t version, hdr_size;
     uint64_t total_size;
-    uint32_t subbuf_size;  /* bytes per sub-buffer, header included */
+    uint32_t subbuf_size;  /* data bytes per sub-buffer */
     uint32_t subbuf_count;
     uint32_t mode;         /* enum ht_mode */
     uint32_t clock;        /* enum ht_clock */
@@ -95,22 +95,39 @@ typedef struct ht_subbuf {
 _Static_assert(sizeof(ht_shm_hdr) <= HT_SHM_HDR_SIZE, "shm header too large");
 _Static_assert(sizeof(ht_subbuf) == HT_SUBBUF_HDR_SIZE, "sub-buffer header size");
 
-/* Sub-buffer idx.  `sbsize` is the caller's trusted copy of the sub-buffer
- * size, never h->subbuf_size re-read from shared memory: the other side can
- * rewrite that at any time. */
-static inline ht_subbuf *ht_shm_subbuf(ht_shm_hdr *h, uint32_t sbsize, uint32_t idx)
+/* Layout (version 2): the header (HT_SHM_HDR_SIZE bytes), the table of
+ * sub-buffer headers (HT_SUBBUF_HDR_SIZE each, rounded up to a page), then
+ * the sub-buffers' data, subbuf_size bytes each.  The headers stand
+ * together so that setting up and scanning the pool touches a page or two,
+ * not a page per sub-buffer: a first touch of a page is a fault, about
+ * 20 us on the bench VM.  Sizes and counts passed here are the caller's
+ * trusted copies, never re-read from shared memory (the other side can
+ * rewrite it at any time). */
+static inline size_t ht_shm_table_size(uint32_t count)
 {
-    return (ht_subbuf *)((char *)h + HT_SHM_HDR_SIZE + (size_t)idx * sbsize);
+    return ((size_t)count * HT_SUBBUF_HDR_SIZE + 4095) & ~(size_t)4095;
+}
+
+/* Header of sub-buffer idx. */
+static inline ht_subbuf *ht_shm_subbuf(ht_shm_hdr *h, uint32_t idx)
+{
+    return (ht_subbuf *)((char *)h + HT_SHM_HDR_SIZE + (size_t)idx * HT_SUBBUF_HDR_SIZE);
+}
+
+/* Data of sub-buffer idx: sbsize bytes. */
+static inline char *ht_shm_data(ht_shm_hdr *h, uint32_t sbsize, uint32_t count, uint32_t idx)
+{
+    return (char *)h + HT_SHM_HDR_SIZE + ht_shm_table_size(count) + (size_t)idx * sbsize;
 }
 
 static inline size_t ht_shm_size(uint32_t subbuf_size, uint32_t subbuf_count)
 {
-    return HT_SHM_HDR_SIZE + (size_t)subbuf_size * subbuf_count;
+    return HT_SHM_HDR_SIZE + ht_shm_table_size(subbuf_count) + (size_t)subbuf_size * subbuf_count;
 }
 
-/* Pop a free sub-buffer; returns its index or HT_FREE_NONE.  `count` and
- * `sbsize` are trusted copies (the caller's own, not re-read from shm). */
-static inline uint32_t ht_shm_pop(ht_shm_hdr *h, uint32_t count, uint32_t sbsize)
+/* Pop a free sub-buffer; returns its index or HT_FREE_NONE.  `count` is a
+ * trusted copy (the caller's own, not re-read from shm). */
+static inline uint32_t ht_shm_pop(ht_shm_hdr *h, uint32_t count)
 {
     /* acquire: pairs with the release in ht_shm_push so the popped
      * sub-buffer's next_free link and contents are visible. */
@@ -118,7 +135,7 @@ static inline uint32_t ht_shm_pop(ht_shm_hdr *h, uint32_t count, uint32_t sbsize
     for (;;) {
         uint32_t idx = (uint32_t)head;
         if (idx >= count) return HT_FREE_NONE;
-        uint32_t next = ht_atomic_load_relaxed(&ht_shm_subbuf(h, sbsize, idx)->next_free);
+        uint32_t next = ht_atomic_load_relaxed(&ht_shm_subbuf(h, idx)->next_free);
         uint64_t nhead = (head & 0xffffffff00000000ULL) + (1ULL << 32) + next;
         if (ht_atomic_cas_acq_rel(&h->free_head, &head, nhead)) return idx;
     }
@@ -127,9 +144,9 @@ static inline uint32_t ht_shm_pop(ht_shm_hdr *h, uint32_t count, uint32_t sbsize
 /* Push sub-buffer `idx` onto the free pool (consumer side).  Returns 0, or
  * -1 if the head kept changing under us far longer than any honest
  * producer can make it (a hostile process must not livelock the consumer). */
-static inline int ht_shm_push(ht_shm_hdr *h, uint32_t sbsize, uint32_t idx)
+static inline int ht_shm_push(ht_shm_hdr *h, uint32_t idx)
 {
-    ht_subbuf *sb = ht_shm_subbuf(h, sbsize, idx);
+    ht_subbuf *sb = ht_shm_subbuf(h, idx);
     ht_atomic_store_relaxed(&sb->state, HT_SB_FREE);
     ht_atomic_store_relaxed(&sb->committed, 0);
     uint64_t head = ht_atomic_load_relaxed(&h->free_head);

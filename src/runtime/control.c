@@ -170,7 +170,7 @@ static void fill_status(ht_msg_status *st)
     st->subbufs_written = ht_atomic_load_relaxed(&h->st_subbufs);
     st->subbufs_total = ht__sess.subbuf_count;
     for (uint32_t i = 0; i < ht__sess.subbuf_count; i++)
-        if (ht_atomic_load_relaxed(&ht_shm_subbuf(h, ht__sess.subbuf_size, i)->state) != HT_SB_FREE) st->subbufs_in_use++;
+        if (ht_atomic_load_relaxed(&ht_shm_subbuf(h, i)->state) != HT_SB_FREE) st->subbufs_in_use++;
     /* the collector's text: copy, bounded, terminated */
     for (size_t i = 0; i + 1 < sizeof st->trace && i < sizeof h->trace_path && h->trace_path[i]; i++)
         st->trace[i] = h->trace_path[i];

@@ -229,14 +229,14 @@ static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count, uint32_t gen)
     uint32_t last_seq = ht_atomic_load_acquire(&h->free_seq);
     uint64_t last_progress = start;
     for (;;) {
-        uint32_t idx = ht_shm_pop(h, count, ht__sess.subbuf_size);
+        uint32_t idx = ht_shm_pop(h, count);
         if (idx != HT_FREE_NONE) return idx;
         if (ht_atomic_load_relaxed(&h->state) != HT_SHM_RUNNING) return HT_FREE_NONE;
         if (ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) != gen) return HT_FREE_NONE; /* ended */
         kick_consumer();
         uint32_t seq = ht_atomic_load_acquire(&h->free_seq);
         ht_atomic_add_acq_rel(&h->waiters, 1);
-        idx = ht_shm_pop(h, count, ht__sess.subbuf_size);
+        idx = ht_shm_pop(h, count);
         if (idx == HT_FREE_NONE) futex_wait(&h->free_seq, seq, 20 * 1000 * 1000);
         ht_atomic_add_acq_rel(&h->waiters, (uint32_t)-1);
         if (idx != HT_FREE_NONE) return idx;
@@ -281,7 +281,7 @@ static int acquire_buffer(ht_tls *t)
 {
     ht_shm_hdr *h = ht__sess.shm;
     uint32_t count = ht__sess.subbuf_count;
-    uint32_t idx = ht_shm_pop(h, count, ht__sess.subbuf_size);
+    uint32_t idx = ht_shm_pop(h, count);
     if (idx == HT_FREE_NONE) {
         if (ht__sess.mode == HT_MODE_DROP) return 0;
         /* after a starved wait, no more waiting until the pool moves: a
@@ -295,7 +295,7 @@ static int acquire_buffer(ht_tls *t)
             return 0;
         }
     }
-    ht_subbuf *sb = ht_shm_subbuf(h, ht__sess.subbuf_size, idx);
+    ht_subbuf *sb = ht_shm_subbuf(h, idx);
     sb->serial = t->serial;
     sb->seq = t->seq++;
     sb->tid = t->tid;
@@ -303,8 +303,8 @@ static int acquire_buffer(ht_tls *t)
     /* release: serial/seq/tid happen-before the consumer's acquire of ACTIVE */
     ht_atomic_store_release(&sb->state, HT_SB_ACTIVE);
     t->sb = sb;
-    t->data = (char *)sb + HT_SUBBUF_HDR_SIZE;
-    t->end = (char *)sb + ht__sess.subbuf_size;
+    t->data = ht_shm_data(h, ht__sess.subbuf_size, ht__sess.subbuf_count, idx);
+    t->end = t->data + ht__sess.subbuf_size;
     uint64_t ts = ht__now(); /* after any wait: not older than the event that follows */
     char *r = put_thread_record(t, t->data, ts);
     if (t->lost) {
@@ -365,7 +365,7 @@ char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need)
         goto out;
     }
     if (t->sb) release_current(t);
-    if (need + sizeof(ht_rec_thread) + sizeof(ht_rec_lost) > ht__sess.subbuf_size - HT_SUBBUF_HDR_SIZE ||
+    if (need + sizeof(ht_rec_thread) + sizeof(ht_rec_lost) > ht__sess.subbuf_size ||
         !acquire_buffer(t)) {
         /* an event that waited for a buffer while the session ended (detach)
          * comes after the session, not lost from it */

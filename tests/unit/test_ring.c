@@ -156,10 +156,10 @@ static int prod_acquire(producer *p)
 {
     ring *r = p->ring;
     const uint32_t count = r->count; /* our trusted copy, as the runtime keeps */
-    uint32_t idx = ht_shm_pop(r->h, count, r->sbsize);
+    uint32_t idx = ht_shm_pop(r->h, count);
     if (idx == HT_FREE_NONE) {
         if (r->mode == HT_MODE_DROP) return 0;
-        while ((idx = ht_shm_pop(r->h, count, r->sbsize)) == HT_FREE_NONE) {
+        while ((idx = ht_shm_pop(r->h, count)) == HT_FREE_NONE) {
             if (atomic_load_explicit(&r->abort, memory_order_relaxed)) return 0;
             sched_yield();
         }
@@ -173,7 +173,7 @@ static int prod_acquire(producer *p)
         ring_fail(r, "thread %u popped sub-buffer %u, still owned by thread %u", p->id, idx, prev - 1);
         return 0;
     }
-    ht_subbuf *sb = ht_shm_subbuf(r->h, r->sbsize, idx);
+    ht_subbuf *sb = ht_shm_subbuf(r->h, idx);
     if (ht_atomic_load_relaxed(&sb->state) != HT_SB_FREE || ht_atomic_load_relaxed(&sb->committed) != 0) {
         ring_fail(r, "thread %u popped sub-buffer %u in state %u committed %llu", p->id, idx,
                   (unsigned)ht_atomic_load_relaxed(&sb->state),
@@ -189,8 +189,8 @@ static int prod_acquire(producer *p)
     p->buffers++;
     p->sb = sb;
     p->sb_idx = idx;
-    p->data = p->cur = (char *)sb + HT_SUBBUF_HDR_SIZE;
-    p->end = (char *)sb + r->sbsize;
+    p->data = p->cur = ht_shm_data(r->h, r->sbsize, r->count, idx);
+    p->end = p->data + r->sbsize;
     if (r->rec_limit && (size_t)(p->end - p->data) > r->rec_limit * sizeof(ht_rec_alloc))
         p->end = p->data + r->rec_limit * sizeof(ht_rec_alloc);
     return 1;
@@ -305,12 +305,12 @@ static int check_records(ring *r, uint64_t serial, uint32_t tid, const uint8_t *
 static int drain(ring *r, cand *cv)
 {
     ht_shm_hdr *h = r->h;
-    const uint64_t data_cap = r->sbsize - HT_SUBBUF_HDR_SIZE;
+    const uint64_t data_cap = r->sbsize;
     int busy = 0;
     size_t n = 0;
     r->rounds++;
     for (uint32_t i = 0; i < r->count; i++) {
-        ht_subbuf *sb = ht_shm_subbuf(h, r->sbsize, i);
+        ht_subbuf *sb = ht_shm_subbuf(h, i);
         /* acquire: pairs with the producer's release of ACTIVE/FULL */
         uint32_t stt = ht_atomic_load_acquire(&sb->state);
         if (stt == HT_SB_ACTIVE || stt == HT_SB_FULL) cv[n++] = (cand){sb->serial, sb->seq, i};
@@ -327,7 +327,7 @@ static int drain(ring *r, cand *cv)
             continue;
         }
         uint32_t idx = cv[k].idx;
-        ht_subbuf *sb = ht_shm_subbuf(h, r->sbsize, idx);
+        ht_subbuf *sb = ht_shm_subbuf(h, idx);
         uint32_t stt = ht_atomic_load_acquire(&sb->state);
         /* acquire: pairs with the release store of committed */
         uint64_t com = ht_atomic_load_acquire(&sb->committed);
@@ -362,7 +362,7 @@ static int drain(ring *r, cand *cv)
             return 0;
         }
         if (com > from) {
-            if (check_records(r, cv[k].serial, tid, (const uint8_t *)sb + HT_SUBBUF_HDR_SIZE, from,
+            if (check_records(r, cv[k].serial, tid, (const uint8_t *)ht_shm_data(h, r->sbsize, r->count, idx), from,
                               com) < 0)
                 return 0;
             r->consumed[idx] = com;
@@ -371,7 +371,7 @@ static int drain(ring *r, cand *cv)
         if (stt == HT_SB_FULL) {
             r->consumed[idx] = 0;
             r->next_seq[t]++;
-            if (ht_shm_push(h, r->sbsize, idx) < 0) {
+            if (ht_shm_push(h, idx) < 0) {
                 ring_fail(r, "ht_shm_push(%u) gave up", idx);
                 return 0;
             }
@@ -510,7 +510,7 @@ static const char *ring_verify(ring *r, char *buf, size_t len)
     }
     /* all sub-buffers FREE and in the pool exactly once */
     for (uint32_t i = 0; i < r->count; i++) {
-        uint32_t st = ht_atomic_load_relaxed(&ht_shm_subbuf(r->h, r->sbsize, i)->state);
+        uint32_t st = ht_atomic_load_relaxed(&ht_shm_subbuf(r->h, i)->state);
         if (st != HT_SB_FREE) {
             snprintf(buf, len, "sub-buffer %u left in state %u", i, st);
             return buf;
@@ -518,7 +518,7 @@ static const char *ring_verify(ring *r, char *buf, size_t len)
     }
     uint8_t seen[HT_SUBBUF_COUNT_MAX / 8] = {0};
     for (uint32_t k = 0; k < r->count; k++) {
-        uint32_t idx = ht_shm_pop(r->h, r->count, r->sbsize);
+        uint32_t idx = ht_shm_pop(r->h, r->count);
         if (idx == HT_FREE_NONE || idx >= r->count) {
             snprintf(buf, len, "only %u of %u sub-buffers are in the free pool", k, r->count);
             return buf;
@@ -528,12 +528,12 @@ static const char *ring_verify(ring *r, char *buf, size_t len)
             return buf;
         }
         bit_set(seen, idx);
-        if (ht_atomic_load_relaxed(&ht_shm_subbuf(r->h, r->sbsize, idx)->committed) != 0) {
+        if (ht_atomic_load_relaxed(&ht_shm_subbuf(r->h, idx)->committed) != 0) {
             snprintf(buf, len, "free sub-buffer %u has committed bytes", idx);
             return buf;
         }
     }
-    if (ht_shm_pop(r->h, r->count, r->sbsize) != HT_FREE_NONE) {
+    if (ht_shm_pop(r->h, r->count) != HT_FREE_NONE) {
         snprintf(buf, len, "the free pool has more than %u entries", r->count);
         return buf;
     }
@@ -588,46 +588,51 @@ static void test_shm_init(void **state)
     assert_int_equal(ht_atomic_load_relaxed(&h->free_seq), 0);
     /* the pool hands out 0, 1, 2, ... first */
     for (uint32_t i = 0; i < count; i++) {
-        assert_int_equal(ht_shm_pop(h, count, sbsize), i);
-        assert_int_equal(ht_atomic_load_relaxed(&ht_shm_subbuf(h, sbsize, i)->state), HT_SB_FREE);
+        assert_int_equal(ht_shm_pop(h, count), i);
+        assert_int_equal(ht_atomic_load_relaxed(&ht_shm_subbuf(h, i)->state), HT_SB_FREE);
     }
-    assert_int_equal(ht_shm_pop(h, count, sbsize), HT_FREE_NONE);
+    assert_int_equal(ht_shm_pop(h, count), HT_FREE_NONE);
     /* LIFO, and push bumps the futex word */
-    assert_int_equal(ht_shm_push(h, sbsize, 5), 0);
-    assert_int_equal(ht_shm_push(h, sbsize, 2), 0);
+    assert_int_equal(ht_shm_push(h, 5), 0);
+    assert_int_equal(ht_shm_push(h, 2), 0);
     assert_int_equal(ht_atomic_load_relaxed(&h->free_seq), 2);
-    assert_int_equal(ht_shm_pop(h, count, sbsize), 2);
-    assert_int_equal(ht_shm_pop(h, count, sbsize), 5);
-    assert_int_equal(ht_shm_pop(h, count, sbsize), HT_FREE_NONE);
+    assert_int_equal(ht_shm_pop(h, count), 2);
+    assert_int_equal(ht_shm_pop(h, count), 5);
+    assert_int_equal(ht_shm_pop(h, count), HT_FREE_NONE);
     /* ABA protection: popping and pushing back the same sub-buffer leaves
      * the same index on top, but never the same head word */
-    for (uint32_t i = 0; i < count; i++) assert_int_equal(ht_shm_push(h, sbsize, i), 0);
+    for (uint32_t i = 0; i < count; i++) assert_int_equal(ht_shm_push(h, i), 0);
     for (int k = 0; k < 1000; k++) {
         uint64_t before = ht_atomic_load_relaxed(&h->free_head);
-        uint32_t idx = ht_shm_pop(h, count, sbsize);
+        uint32_t idx = ht_shm_pop(h, count);
         assert_int_equal(idx, (uint32_t)before);
         if (k % 2) { /* and with another pop/push in between */
-            uint32_t other = ht_shm_pop(h, count, sbsize);
-            assert_int_equal(ht_shm_push(h, sbsize, other), 0);
+            uint32_t other = ht_shm_pop(h, count);
+            assert_int_equal(ht_shm_push(h, other), 0);
         }
-        assert_int_equal(ht_shm_push(h, sbsize, idx), 0);
+        assert_int_equal(ht_shm_push(h, idx), 0);
         uint64_t after = ht_atomic_load_relaxed(&h->free_head);
         assert_int_equal((uint32_t)after, idx);
         assert_true(after != before);
     }
-    for (uint32_t i = 0; i < count; i++) assert_true(ht_shm_pop(h, count, sbsize) != HT_FREE_NONE);
-    assert_int_equal(ht_shm_pop(h, count, sbsize), HT_FREE_NONE);
+    for (uint32_t i = 0; i < count; i++) assert_true(ht_shm_pop(h, count) != HT_FREE_NONE);
+    assert_int_equal(ht_shm_pop(h, count), HT_FREE_NONE);
     /* a pool head pointing outside the trusted count is refused, not followed */
-    assert_int_equal(ht_shm_push(h, sbsize, 7), 0);
-    assert_int_equal(ht_shm_pop(h, 4, sbsize), HT_FREE_NONE);
+    assert_int_equal(ht_shm_push(h, 7), 0);
+    assert_int_equal(ht_shm_pop(h, 4), HT_FREE_NONE);
     /* the accessors use the caller's trusted sizes, never the header's: a
      * scribbled subbuf_size must change nothing (it crashed the collector) */
     ht_shm_init(h, sbsize, count, HT_MODE_BLOCK, HT_CLOCK_MONOTONIC, 99);
     h->subbuf_size = 0x7fffffc0;
-    assert_int_equal(ht_shm_pop(h, count, sbsize), 0);
-    assert_int_equal(ht_shm_push(h, sbsize, 0), 0);
-    assert_int_equal(ht_shm_pop(h, count, sbsize), 0);
-    assert_ptr_equal(ht_shm_subbuf(h, sbsize, count - 1), (char *)h + size - sbsize);
+    assert_int_equal(ht_shm_pop(h, count), 0);
+    assert_int_equal(ht_shm_push(h, 0), 0);
+    assert_int_equal(ht_shm_pop(h, count), 0);
+    /* layout: the headers together after the region's, then the data */
+    assert_ptr_equal(ht_shm_subbuf(h, 0), (char *)h + HT_SHM_HDR_SIZE);
+    assert_ptr_equal(ht_shm_subbuf(h, count - 1) + 1, (char *)h + HT_SHM_HDR_SIZE + count * HT_SUBBUF_HDR_SIZE);
+    assert_true((char *)(ht_shm_subbuf(h, count - 1) + 1) <= ht_shm_data(h, sbsize, count, 0));
+    assert_int_equal((uintptr_t)ht_shm_data(h, sbsize, count, 0) % 4096, (uintptr_t)h % 4096);
+    assert_ptr_equal(ht_shm_data(h, sbsize, count, count - 1), (char *)h + size - sbsize);
     /* the check refuses damaged headers */
     ht_shm_init(h, sbsize, count, HT_MODE_DROP, HT_CLOCK_TSC, 99);
     assert_int_equal(ht_shm_check(h, size), 0);
