@@ -291,6 +291,9 @@ static int parse_cie(uintptr_t cie, uintptr_t lo, uintptr_t hi, cie_info *c)
     if (na && aug[0] != 'z') return -1; /* "eh" and other old forms */
     c->caf = uleb(&r);
     c->daf = sleb(&r);
+    /* x86-64 code: 1 and -8; anything far off is damage (and would let
+     * the factored arithmetic wrap) */
+    if (c->caf == 0 || c->caf > 64 || c->daf < -64 || c->daf > 64) return -1;
     uint64_t ra = ver == 1 ? get_le(&r, 1) : uleb(&r);
     if (r.bad || ra != REG_RA) return -1;
     c->fde_enc = 0;
@@ -312,7 +315,7 @@ static int parse_cie(uintptr_t cie, uintptr_t lo, uintptr_t hi, cie_info *c)
             } else if (aug[i] == 'S') {
                 c->signal = 1;
             } else if (aug[i] != 'B') {
-                break; /* unknown: the rest is skipped by length */
+                return -1; /* unknown: what follows it cannot be read */
             }
         }
         if (a.bad) return -1;

@@ -47,7 +47,8 @@ typedef struct ht_tls {
     uint32_t exit_runs;     /* times it ran */
     uint32_t reg;           /* slot in the thread registry + 1, or 0 (control.c) */
     uint32_t starved, starve_seq; /* a block-mode wait gave up; the pool's free_seq then */
-    /* call stacks (stacks.c); kept across sessions */
+    /* call stacks (stacks.c); kept across sessions and fork: the resets in
+     * session.c (ht__reserve_slow, atfork_child) copy each one back */
     uintptr_t stk_lo, stk_hi; /* the thread's stack, for frame-pointer walks */
     uint64_t *stk_cache;      /* hashes of stacks this thread has described */
     void *unw_memo;           /* the own unwinder's last complete walk (stacks.c) */

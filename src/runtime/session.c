@@ -62,6 +62,7 @@ static void atfork_child(void)
     ht__tls.stk_lo = keep.stk_lo;
     ht__tls.stk_hi = keep.stk_hi;
     ht__tls.stk_cache = keep.stk_cache;
+    ht__tls.unw_memo = keep.unw_memo;
     ht__control_after_fork();
     if (follow) {
         const char *path = getenv(HT_ENV_SESSION);
@@ -336,6 +337,7 @@ char *ht__reserve_slow(ht_tls *t, uint32_t gen, size_t need)
         t->stk_hi = keep.stk_hi;
         t->stk_cache = keep.stk_cache;
         t->stk_gen = keep.stk_gen;
+        t->unw_memo = keep.unw_memo;
         t->in_emit = 1;
         t->gen = gen;
         t->serial = ht_atomic_add_relaxed(&ht__sess.shm->thread_serial, 1);

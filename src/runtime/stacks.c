@@ -106,21 +106,34 @@ static inline void rule_put(rule_slot *s, uintptr_t pc, uint64_t r)
     __atomic_store_n(&s->key, pc ^ rule_mix(r), __ATOMIC_RELAXED);
 }
 
+static uint32_t rule_flushes; /* times the table was emptied (dlclose) */
+
 /* Not cached: computed from the CFI, then put first in its pair (the
  * pair's first entry moves to the second). */
 static HT_NOINLINE uint64_t rule_miss(uintptr_t pc)
 {
     uint64_t r = rule_hit(rule_pair_of(pc) + 1, pc, &r) ? r : HT_CFI_NONE;
     if (r != HT_CFI_NONE) return r;
+    uint32_t flushes = __atomic_load_n(&rule_flushes, __ATOMIC_ACQUIRE);
     struct dl_find_object o;
     if (_dl_find_object((void *)pc, &o) != 0) return HT_CFI_NONE; /* in no object: not cached */
     r = o.dlfo_eh_frame ? ht_cfi_rule(o.dlfo_eh_frame, (uintptr_t)o.dlfo_map_start, (uintptr_t)o.dlfo_map_end, pc)
                         : HT_CFI_FOREIGN;
     rule_slot *s = rule_pair_of(pc);
     uint64_t old_rule = __atomic_load_n(&s->rule, __ATOMIC_RELAXED), old_key = __atomic_load_n(&s->key, __ATOMIC_RELAXED);
+    /* a flush meanwhile (dlclose in another thread): the pair read above,
+     * or this rule, may describe unloaded code; put nothing back */
+    if (__atomic_load_n(&rule_flushes, __ATOMIC_ACQUIRE) != flushes) return r;
     __atomic_store_n(&s[1].rule, old_rule, __ATOMIC_RELAXED);
     __atomic_store_n(&s[1].key, old_key, __ATOMIC_RELAXED);
     rule_put(s, pc, r);
+    /* and if a flush began before these stores were seen (it counts, then
+     * clears), take them back: either it clears them or this sees it */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&rule_flushes, __ATOMIC_RELAXED) != flushes) {
+        __atomic_store_n(&s[0].key, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s[1].key, 0, __ATOMIC_RELAXED);
+    }
     return r;
 }
 
@@ -152,7 +165,6 @@ typedef struct {
     unw_frame f[UNW_MEMO_MAX];
     unw_frame pre[UNW_MEMO_MAX]; /* the walk in progress, innermost first */
 } unw_memo;
-static uint32_t rule_flushes;
 
 static HT_NOINLINE unw_memo *memo_new(ht_tls *t)
 {
@@ -194,12 +206,13 @@ static HT_ALWAYS_INLINE int memo_take(unw_memo *m, int mi, void **out, int n, in
     return total;
 }
 
-static HT_ALWAYS_INLINE void memo_store(unw_memo *m, int n, uintptr_t end_at)
+/* A whole walk, made with the rules of flush count `flushes`. */
+static HT_ALWAYS_INLINE void memo_store(unw_memo *m, int n, uintptr_t end_at, uint32_t flushes)
 {
     for (int i = 0; i < n; i++) m->f[n - 1 - i] = m->pre[i];
     m->n = (uint32_t)n;
     m->end_at = end_at;
-    m->flushes = __atomic_load_n(&rule_flushes, __ATOMIC_RELAXED);
+    m->flushes = flushes;
 }
 
 /* ht__unwind(t, out, max): the return addresses of the stack that called
@@ -231,7 +244,8 @@ __attribute__((used)) HT_NOINLINE int ht__unwind_regs(ht_tls *t, void **out, int
     unw_memo *m = t->unw_memo;
     if (HT_UNLIKELY(!m) && !(m = memo_new(t))) return -1;
     if (max > UNW_MEMO_MAX) max = UNW_MEMO_MAX;
-    int mi = m->flushes == __atomic_load_n(&rule_flushes, __ATOMIC_RELAXED) ? (int)m->n - 1 : -1;
+    uint32_t flushes = __atomic_load_n(&rule_flushes, __ATOMIC_ACQUIRE); /* the rules this walk uses */
+    int mi = m->flushes == flushes ? (int)m->n - 1 : -1;
     int n = 0;
     uintptr_t end_at = 0;
     while (n < max) {
@@ -270,7 +284,7 @@ __attribute__((used)) HT_NOINLINE int ht__unwind_regs(ht_tls *t, void **out, int
         }
     }
     if (n == max) return n; /* cut short: not a whole walk to remember */
-    memo_store(m, n, end_at);
+    memo_store(m, n, end_at, flushes);
     return n;
 }
 
@@ -298,8 +312,9 @@ static int own_only(void)
 static void unwind_flush(void)
 {
     if (!rules) return;
+    /* counted first: a miss that stores after this sees it (rule_miss) */
+    __atomic_fetch_add(&rule_flushes, 1, __ATOMIC_SEQ_CST); /* and the walks made with them */
     for (size_t i = 0; i < (size_t)1 << RULE_BITS; i++) __atomic_store_n(&rules[i].key, 0, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&rule_flushes, 1, __ATOMIC_RELAXED); /* and the walks made with them */
 }
 #else
 static void unwind_setup(void) {}

@@ -703,6 +703,15 @@ def test_unwinders():
         check(len(dyn) == 3 and all(re.search(r"leaf .*;dyn .*;main ", s) for s in dyn),
               f"unwinders unwmix: own only, through the alloca frame: leaf, dyn, main: {dyn[:1]!r}")
 
+        # per-thread unwinder state goes with its thread: 1000 threads, one
+        # after the other (each one's state is about 20 KiB)
+        for u in ("", "libunwind"):
+            out = record_env(os.path.join(d, f"threads-{u or 'default'}.htrace"), [UNWMIX, "threads", "1000"], u)
+            m = re.search(r"vm_growth_kb=(-?\d+)", out)
+            check(m is not None and int(m.group(1)) < 4096,
+                  f"unwinders unwmix: 1000 threads come and go, the address space grows < 4 MiB "
+                  f"(HEAPTRACE_UNWIND={u or 'auto'}: {m.group(1) if m else out!r} KiB)")
+
         # real programs built without frame pointers (Debian's)
         progs = [("sqlite3", ["sqlite3", "-batch", ":memory:"], sql_script(3000)),
                  ("python3", ["/usr/bin/python3", "-c", PY_SCRIPT], None)]  # Debian's, not a wrapper

@@ -13,11 +13,16 @@
  *   30007  another thread
  *   30008  the same frames (pc, rsp, rbp) from two call sites of main: the
  *          walk remembered from the first must not answer for the second
+ *
+ * `unwmix threads N`: N threads one after the other, each allocating once;
+ * prints how much the address space grew (the runtime's per-thread state
+ * must go with its thread).
  */
 #include <alloca.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 static void *volatile sink;
@@ -84,8 +89,33 @@ static void *thread_main(void *a)
     return a;
 }
 
-int main(void)
+static long vm_kb(void)
 {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %ld", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb;
+}
+
+static int thread_churn(int n)
+{
+    pthread_t th;
+    /* the first threads set up what is kept (glibc's stack cache) */
+    for (int i = 0; i < 20; i++)
+        if (pthread_create(&th, NULL, thread_main, NULL) == 0) pthread_join(th, NULL);
+    long before = vm_kb();
+    for (int i = 0; i < n; i++)
+        if (pthread_create(&th, NULL, thread_main, NULL) == 0) pthread_join(th, NULL);
+    printf("vm_growth_kb=%ld\n", vm_kb() - before);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "threads")) return thread_churn(atoi(argv[2]));
     rec_ptr = rec;
     signal(SIGUSR1, on_usr1);
     static char alt[1 << 16];
