@@ -80,6 +80,7 @@ typedef struct {
 } rule_slot;
 static rule_slot *rules;  /* 1 << RULE_BITS slots, mapped by the first dwarf session */
 static int own_unwind;     /* unwind with them (HEAPTRACE_UNWIND=libunwind: no) */
+static int own_unwind_only; /* and never with libunwind (HEAPTRACE_UNWIND=own) */
 
 static inline uint64_t rule_mix(uint64_t r)
 {
@@ -112,8 +113,8 @@ static uint32_t rule_flushes; /* times the table was emptied (dlclose) */
  * pair's first entry moves to the second). */
 static HT_NOINLINE uint64_t rule_miss(uintptr_t pc)
 {
-    uint64_t r = rule_hit(rule_pair_of(pc) + 1, pc, &r) ? r : HT_CFI_NONE;
-    if (r != HT_CFI_NONE) return r;
+    uint64_t r;
+    if (rule_hit(rule_pair_of(pc) + 1, pc, &r)) return r; /* the pair's second way */
     uint32_t flushes = __atomic_load_n(&rule_flushes, __ATOMIC_ACQUIRE);
     struct dl_find_object o;
     if (_dl_find_object((void *)pc, &o) != 0) return HT_CFI_NONE; /* in no object: not cached */
@@ -297,14 +298,14 @@ static void unwind_setup(void)
     }
     const char *e = getenv("HEAPTRACE_UNWIND");
     own_unwind = !(e && !strcmp(e, "libunwind"));
+    /* HEAPTRACE_UNWIND=own (tests): never libunwind, stacks it would take
+     * are left without a stack */
+    own_unwind_only = e && !strcmp(e, "own");
 }
 
-/* HEAPTRACE_UNWIND=own (tests): never libunwind, stacks it would take are
- * left without a stack. */
 static int own_only(void)
 {
-    const char *e = getenv("HEAPTRACE_UNWIND");
-    return own_unwind && e && !strcmp(e, "own");
+    return own_unwind && own_unwind_only;
 }
 
 /* A dlclose may unmap code whose rules are cached, and a later dlopen map
