@@ -196,8 +196,17 @@ int ht_collector_create(ht_collector **out, const ht_collect_opts *o, const char
         collector_release(c);
         return rc;
     }
+    if (ht_enc_reset(&c->session_enc, HT_STREAM_SESSION) < 0) {
+        set_err(err, errlen, "cannot set up the encoder for", out_path, ENOMEM);
+        ht_writer_close(&c->w);
+        unlink(out_path);
+        if (c->lfd >= 0) close(c->lfd);
+        if (sock_path) unlink(sock_path);
+        free(c->out_path);
+        collector_release(c);
+        return -ENOMEM;
+    }
     c->writing = 1;
-    ht_enc_reset(&c->session_enc, HT_STREAM_SESSION);
     *out = c;
     return 0;
 }
@@ -249,7 +258,7 @@ static void put_event(ht_collector *c, ht_encoder *e, const ht_event *ev)
     }
     c->st.records++;
     if (ev->kind <= HT_EV_REALLOC) c->st.events++;
-    if (e->out.len >= CHUNK_TARGET || e->records >= HT_CHUNK_RECORDS_MAX) flush_enc(c, e);
+    if (e->records >= HT_CHUNK_RECORDS_MAX || ht_enc_size(e) >= CHUNK_TARGET) flush_enc(c, e);
 }
 
 static uint64_t now_ts(ht_collector *c)
@@ -412,6 +421,10 @@ static int admit(ht_collector *c, int fd, uint32_t pid, const ht_msg_hello *hell
     ht_atomic_store_relaxed(&p->shm->heartbeat_ns, ht_mono_ns());
     snprintf(p->shm->trace_path, sizeof p->shm->trace_path, "%s", c->out_path);
     uint64_t start_ts = now_ts(c); /* before the process can record anything */
+    if (ht_enc_reset(&p->enc, pid) < 0) {
+        proc_free(p);
+        return -ENOMEM;
+    }
     char cmd[4096]; /* and its command line while it waits for us (it may exit fast) */
     size_t clen = ht_proc_cmdline(pid, cmd, sizeof cmd);
     int rc = send_session(fd, HT_PROTO_OK, c->o.follow_forks ? HT_SESS_FOLLOW_FORKS : 0, p->size,
@@ -422,7 +435,7 @@ static int admit(ht_collector *c, int fd, uint32_t pid, const ht_msg_hello *hell
     }
     close(p->memfd);
     p->memfd = -1;
-    ht_enc_reset(&p->enc, pid);
+
     p->last_flush = ht_mono_ns();
     p->next = c->procs;
     c->procs = p;
@@ -623,7 +636,10 @@ heap_event:
     }
     c->st.records++;
     c->st.events++;
-    if (p->enc.out.len >= CHUNK_TARGET || p->enc.records >= HT_CHUNK_RECORDS_MAX) flush_enc(c, &p->enc);
+    /* the size is summed over the columns: every 256 records is enough */
+    if (p->enc.records >= HT_CHUNK_RECORDS_MAX ||
+        ((p->enc.records & 255) == 0 && ht_enc_size(&p->enc) >= CHUNK_TARGET))
+        flush_enc(c, &p->enc);
     return;
 damaged:
     c->st.damaged++;

@@ -1,9 +1,9 @@
 /*
- * format.h - the .htrace file format, version 1 (see docs/FORMAT.md, which
+ * format.h - the .htrace file format, version 2 (see docs/FORMAT.md, which
  * is the normative description; keep the two in step).
  *
  *   file   = header (256 bytes) chunk*
- *   chunk  = chunk header (48 bytes) payload (zstd frame or raw bytes)
+ *   chunk  = chunk header (48 bytes) payload (zstd frames or raw bytes)
  *   payload decodes to records in timestamp order for one stream (process).
  *
  * Library conventions: functions return 0 (or a count) on success and a
@@ -21,8 +21,8 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the format is written little-endian");
 
 #define HT_FILE_MAGIC "\x89HTRACE\n"
-#define HT_FORMAT_MAJOR 1
-#define HT_FORMAT_MINOR 1 /* 1.1: call stacks (STACK, MODULE records; tag bit 7) */
+#define HT_FORMAT_MAJOR 2 /* 2: column payloads; 1.x (row payloads) is still read */
+#define HT_FORMAT_MINOR 0
 #define HT_FILE_HEADER_SIZE 256u
 #define HT_CHUNK_MAGIC 0x4b435448u /* "HTCK" */
 #define HT_CHUNK_HEADER_SIZE 48u
@@ -108,8 +108,22 @@ void ht_buf_free(ht_buf *b);
 
 #define HT_CODEC_CTX 64      /* per-thread delta state, indexed by tid % 64 */
 #define HT_CODEC_HIST 8192   /* back-reference window (addresses), power of 2 */
-#define HT_CODEC_CACHE 4096  /* encoder's address -> serial cache, power of 2 */
-#define HT_CHUNK_RECORDS_MAX 65536 /* the collector's chunk size in records */
+#define HT_CODEC_SETS 4096   /* encoder's address -> serial cache: 2-way sets, power of 2 */
+#define HT_CHUNK_RECORDS_MAX 65536 /* most records a chunk holds (the encoder's capacity) */
+
+/* The columns of a format 2 payload (FORMAT.md §3): every field of a record
+ * goes to the column of its kind, in record order. */
+enum {
+    HT_COL_TAG,   /* one tag byte per record */
+    HT_COL_TID,   /* tid (records with tag bit 6) */
+    HT_COL_TS,    /* ts delta */
+    HT_COL_HDR,   /* api|source bytes, heaps; metadata kind, length, body */
+    HT_COL_FREED, /* release-side addresses */
+    HT_COL_ALLOC, /* alloc-side addresses */
+    HT_COL_SIZE,  /* sizes */
+    HT_COL_STACK, /* stack ids */
+    HT_NCOLS
+};
 
 typedef struct ht_codec_ctx {
     uint32_t tid;
@@ -118,29 +132,51 @@ typedef struct ht_codec_ctx {
 } ht_codec_ctx;
 
 /* The last HT_CODEC_HIST allocated and freed addresses of the chunk, in
- * order: an address can be sent as "the one allocated (freed) d events ago". */
+ * order: an address can be sent as "the one allocated (freed) d events ago";
+ * with the allocations' sizes (format 2: a realloc's new size is sent as
+ * a difference from the size of the block it reallocates). */
 typedef struct ht_codec_hist {
     uint32_t nalloc, nfree;
-    uint64_t alloc[HT_CODEC_HIST], freed[HT_CODEC_HIST];
+    uint64_t alloc[HT_CODEC_HIST], freed[HT_CODEC_HIST], asize[HT_CODEC_HIST];
 } ht_codec_hist;
 
+/* Encoder's cache entry: an address, the serial number of its history
+ * entry, and (allocation side) the block's size if below UINT32_MAX. */
 typedef struct ht_addr_slot {
     uint64_t addr;
-    uint32_t serial, gen;
+    uint32_t serial, size;
 } ht_addr_slot;
 
+/* Encodes the records of one chunk into columns (format 2).  The columns
+ * other than HDR have room for HT_CHUNK_RECORDS_MAX records; a record past
+ * that is refused with -ENOBUFS (the caller writes the chunk first). */
 typedef struct ht_encoder {
-    ht_buf out;
+    uint8_t *col[HT_NCOLS];  /* write positions (HDR: hdr.data + hdr.len) */
+    uint8_t *col0[HT_NCOLS]; /* starts */
+    ht_buf hdr;              /* the HDR column, which grows */
+    void *map;               /* the other columns, one mapping */
+    size_t map_len;
     uint32_t stream, records;
     uint64_t ts_first, ts_last, prev_ts;
-    uint32_t prev_tid, gen;
-    uint32_t nalloc, nfree;
+    uint32_t prev_tid;
+    /* history serials run on across chunks; a chunk's entries are those
+     * from abase/fbase on (the cache is cleared when they near wrapping) */
+    uint32_t nalloc, nfree, abase, fbase;
     ht_codec_ctx ctx[HT_CODEC_CTX];
-    ht_addr_slot acache[HT_CODEC_CACHE], fcache[HT_CODEC_CACHE];
+    ht_addr_slot acache[HT_CODEC_SETS][2], fcache[HT_CODEC_SETS][2];
 } ht_encoder;
 
-void ht_enc_reset(ht_encoder *e, uint32_t stream);
+/* Starts a chunk (the first call also sets the encoder up: -ENOMEM). */
+int ht_enc_reset(ht_encoder *e, uint32_t stream);
 int ht_enc_event(ht_encoder *e, const ht_event *ev);
+/* Bytes the chunk's payload will have (ht_enc_payload). */
+size_t ht_enc_size(const ht_encoder *e);
+/* The chunk's payload: the column table (the columns' lengths), then the
+ * columns, e->col0[i] .. e->col[i]. */
+int ht_enc_payload(const ht_encoder *e, ht_buf *out);
+#define HT_ENC_TABLE_MAX (HT_NCOLS * 10)
+/* Just the column table, into buf (HT_ENC_TABLE_MAX bytes); its length. */
+size_t ht_enc_table(const ht_encoder *e, uint8_t *buf);
 /* The heap events without building an ht_event (the collector's path). */
 int ht_enc_ev_alloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, unsigned src,
                     uint64_t heap, uint64_t addr, uint64_t size, uint32_t stack);
@@ -151,8 +187,14 @@ int ht_enc_ev_realloc(ht_encoder *e, uint32_t tid, uint64_t ts, unsigned api, un
                       uint64_t old_size, uint32_t stack);
 void ht_enc_free(ht_encoder *e); /* releases the encoder's memory */
 
-typedef struct ht_decoder {
+typedef struct ht_cursor {
     const uint8_t *p, *end;
+} ht_cursor;
+
+typedef struct ht_decoder {
+    ht_cursor cur[HT_NCOLS];
+    ht_cursor *col[HT_NCOLS]; /* format 1: all &cur[0] (one row of fields) */
+    int columns;              /* format 2 */
     uint32_t stream;
     uint64_t prev_ts;
     uint32_t prev_tid;
@@ -160,7 +202,9 @@ typedef struct ht_decoder {
     ht_codec_hist hist;
 } ht_decoder;
 
-void ht_dec_init(ht_decoder *d, uint32_t stream, uint64_t ts_first, const void *data, size_t len);
+/* A chunk payload of format `major` (1: rows, 2: columns).  0, or
+ * -EBADMSG if its column table is malformed. */
+int ht_dec_init(ht_decoder *d, unsigned major, uint32_t stream, uint64_t ts_first, const void *data, size_t len);
 /* 1: an event in *ev; 0: end of payload; -EBADMSG: malformed payload. */
 int ht_dec_next(ht_decoder *d, ht_event *ev);
 

@@ -182,7 +182,10 @@ static int load_chunk(ht_reader *r)
         r->chunk = ch;
         r->chunk_offset = off;
         r->offset = off + ch.header_size + ch.stored_size;
-        ht_dec_init(&r->dec, ch.stream, ch.ts_first, payload, ch.raw_size);
+        if (ht_dec_init(&r->dec, r->hdr.major, ch.stream, ch.ts_first, payload, ch.raw_size) < 0) {
+            note_bad(r, off, "malformed column table");
+            continue;
+        }
         r->in_chunk = 1;
         return 1;
     }

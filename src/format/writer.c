@@ -78,14 +78,40 @@ int ht_writer_update_header(ht_writer *w, const ht_file_header *hdr)
     return 0;
 }
 
+/* The payload goes out as one zstd frame per part (the column table, then
+ * each column that has bytes), back to back: each kind of value gets its
+ * own frame, and no copy of the whole payload is made.  A payload that
+ * does not shrink is stored as is. */
 int ht_writer_chunk(ht_writer *w, const ht_encoder *e)
 {
     if (e->records == 0) return 0;
-    if (e->out.len > HT_CHUNK_RAW_MAX) return -EFBIG;
-    size_t bound = ZSTD_compressBound(e->out.len);
+    uint8_t table[HT_ENC_TABLE_MAX];
+    const uint8_t *part[HT_NCOLS + 1];
+    size_t plen[HT_NCOLS + 1], nparts = 1, raw = 0, bound = 0;
+    part[0] = table;
+    plen[0] = ht_enc_table(e, table);
+    for (int i = 0; i < HT_NCOLS; i++) {
+        size_t n = (size_t)(e->col[i] - e->col0[i]);
+        if (!n) continue;
+        part[nparts] = e->col0[i];
+        plen[nparts++] = n;
+    }
+    for (size_t i = 0; i < nparts; i++) {
+        raw += plen[i];
+        bound += ZSTD_compressBound(plen[i]);
+    }
+    if (raw > HT_CHUNK_RAW_MAX) return -EFBIG;
     w->zbuf.len = 0;
-    if (ht_buf_reserve(&w->zbuf, bound) < 0) return -ENOMEM;
-    size_t z = ZSTD_compressCCtx(w->cctx, w->zbuf.data, bound, e->out.data, e->out.len, w->level);
+    if (ht_buf_reserve(&w->zbuf, bound > raw ? bound : raw) < 0) return -ENOMEM;
+    size_t z = 0;
+    for (size_t i = 0; i < nparts && z < raw; i++) {
+        size_t r = ZSTD_compressCCtx(w->cctx, w->zbuf.data + z, bound - z, part[i], plen[i], w->level);
+        if (ZSTD_isError(r)) {
+            z = raw; /* store it raw */
+            break;
+        }
+        z += r;
+    }
     ht_chunk_header ch = {
         .magic = HT_CHUNK_MAGIC,
         .header_size = HT_CHUNK_HEADER_SIZE,
@@ -94,14 +120,17 @@ int ht_writer_chunk(ht_writer *w, const ht_encoder *e)
         .ts_first = e->ts_first,
         .ts_last = e->ts_last,
         .records = e->records,
-        .raw_size = (uint32_t)e->out.len,
+        .raw_size = (uint32_t)raw,
     };
-    const void *payload = w->zbuf.data;
-    if (ZSTD_isError(z) || z >= e->out.len) { /* store raw if it does not shrink */
+    if (z >= raw) { /* store raw if it does not shrink */
         ch.flags = 0;
-        payload = e->out.data;
-        z = e->out.len;
+        z = 0;
+        for (size_t i = 0; i < nparts; i++) {
+            memcpy(w->zbuf.data + z, part[i], plen[i]);
+            z += plen[i];
+        }
     }
+    const void *payload = w->zbuf.data;
     ch.stored_size = (uint32_t)z;
     uLong crc = crc32(0, (const Bytef *)&ch, offsetof(ht_chunk_header, crc));
     ch.crc = (uint32_t)crc32(crc, payload, (uInt)z);

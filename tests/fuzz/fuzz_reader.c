@@ -14,7 +14,8 @@
  *  2. the same with the header and chunk CRCs recomputed first, so that
  *     mutations get past the checksums into zstd and the decoder as the
  *     reader drives them (most mutants would otherwise stop at the CRC);
- *  3. as one chunk payload given directly to ht_dec_init / ht_dec_next.
+ *  3. as one chunk payload given directly to ht_dec_init / ht_dec_next, once
+ *     as format 1 (rows) and once as format 2 (columns).
  *
  * Besides what ASan/UBSan catch, it checks properties a correct reader must
  * have (a failure aborts, which libFuzzer reports as a crash):
@@ -156,7 +157,7 @@ static void fuzz_file(const uint8_t *data, size_t size)
     while ((rc = ht_reader_next(&r, &ev)) > 0) {
         CHECK(r.in_chunk);
         CHECK(ev.pid == r.chunk.stream);
-        const uint8_t *pay_end = r.dec.end;
+        const uint8_t *pay_end = r.dec.cur[HT_NCOLS - 1].end; /* the last column ends the payload */
         const uint8_t *pay = pay_end - r.chunk.raw_size;
         check_event(&ev, pay, pay_end);
         ht_prof_event(&prof, &ev);
@@ -281,30 +282,27 @@ static int same_event(const ht_event *a, const ht_event *b)
     return a->text_len == 0 || memcmp(a->text, b->text, a->text_len) == 0;
 }
 
-static void fuzz_payload(const uint8_t *data, size_t size)
+/* Decode `data` as one payload of format `major`, check every event and
+ * the decoder's cursors, then re-encode what decoded (format 2) and
+ * decode it again: it must come back identical. */
+static void fuzz_payload_as(unsigned major, uint32_t stream, uint64_t ts_first, const uint8_t *data, size_t size)
 {
-    /* the first 8 bytes, if any, also serve as ts_first and stream: they
-     * are part of the payload too, which is fine for a fuzzer */
-    uint64_t ts_first = 0;
-    uint32_t stream = 4242;
-    if (size >= 8) {
-        memcpy(&ts_first, data, 8);
-        stream = (uint32_t)ts_first;
-    }
     ht_event *evs = NULL;
     size_t n = 0, cap = 0;
     static ht_decoder d;
-    ht_dec_init(&d, stream, ts_first, data, size);
-    CHECK(d.p == data && d.end == data + size);
+    int init = ht_dec_init(&d, major, stream, ts_first, data, size);
+    CHECK(init == 0 || (init == -EBADMSG && major == 2));
     int rc;
     for (;;) {
-        const uint8_t *before = d.p;
+        const uint8_t *before = d.col[HT_COL_TAG]->p;
         ht_event ev;
         rc = ht_dec_next(&d, &ev);
-        CHECK(d.p >= data && d.p <= d.end && d.end == data + size);
+        for (int i = 0; i < HT_NCOLS; i++) /* no cursor ever leaves the payload */
+            CHECK(d.cur[i].p >= data && d.cur[i].p <= d.cur[i].end && d.cur[i].end <= data + size);
         if (rc <= 0) break;
+        CHECK(init == 0);
         CHECK(rc == 1);
-        CHECK(d.p > before); /* every record consumes bytes: no endless loop */
+        CHECK(d.col[HT_COL_TAG]->p > before); /* every record consumes its tag: no endless loop */
         CHECK(ev.pid == stream);
         check_event(&ev, data, data + size);
         if (n == cap) {
@@ -316,25 +314,30 @@ static void fuzz_payload(const uint8_t *data, size_t size)
         evs[n++] = ev;
     }
     CHECK(rc == 0 || rc == -EBADMSG);
-    if (rc == 0) CHECK(d.p == d.end);
+    if (rc == 0)
+        for (int i = 0; i < HT_NCOLS; i++) CHECK(d.cur[i].p == d.cur[i].end); /* all used up */
+    if (n > HT_CHUNK_RECORDS_MAX) n = HT_CHUNK_RECORDS_MAX; /* what one chunk holds */
 
     /* round trip of what decoded */
     if (n > 0) {
         /* static: the encoder and decoder hold large tables; the encoder's
-         * output buffer is reused between inputs */
+         * columns and the payload buffer are reused between inputs */
         static ht_encoder e;
         static ht_decoder d2;
-        ht_enc_reset(&e, stream);
+        static ht_buf payload;
+        CHECK(ht_enc_reset(&e, stream) == 0);
         for (size_t i = 0; i < n; i++) CHECK(ht_enc_event(&e, &evs[i]) == 0);
         CHECK(e.records == n);
         CHECK(e.ts_first == evs[0].ts);
-        ht_dec_init(&d2, stream, e.ts_first, e.out.data, e.out.len);
+        CHECK(ht_enc_payload(&e, &payload) == 0);
+        CHECK(ht_dec_init(&d2, HT_FORMAT_MAJOR, stream, e.ts_first, payload.data, payload.len) == 0);
         for (size_t i = 0; i < n; i++) {
             ht_event ev;
             CHECK(ht_dec_next(&d2, &ev) == 1);
             if (!same_event(&ev, &evs[i])) {
-                fprintf(stderr, "fuzz_reader: round trip differs at record %zu (kind %u/%u tid %u/%u ts %llu/%llu)\n",
-                        i, evs[i].kind, ev.kind, evs[i].tid, ev.tid, (unsigned long long)evs[i].ts,
+                fprintf(stderr,
+                        "fuzz_reader: format %u round trip differs at record %zu (kind %u/%u tid %u/%u ts %llu/%llu)\n",
+                        major, i, evs[i].kind, ev.kind, evs[i].tid, ev.tid, (unsigned long long)evs[i].ts,
                         (unsigned long long)ev.ts);
                 abort();
             }
@@ -343,6 +346,20 @@ static void fuzz_payload(const uint8_t *data, size_t size)
         CHECK(ht_dec_next(&d2, &ev) == 0);
     }
     free(evs);
+}
+
+static void fuzz_payload(const uint8_t *data, size_t size)
+{
+    /* the first 8 bytes, if any, also serve as ts_first and stream: they
+     * are part of the payload too, which is fine for a fuzzer */
+    uint64_t ts_first = 0;
+    uint32_t stream = 4242;
+    if (size >= 8) {
+        memcpy(&ts_first, data, 8);
+        stream = (uint32_t)ts_first;
+    }
+    /* as a format 1 (rows) and as a format 2 (columns) payload */
+    for (unsigned major = 1; major <= 2; major++) fuzz_payload_as(major, stream, ts_first, data, size);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -282,13 +282,17 @@ int main(int argc, char **argv)
     free(f);
 
     /* bare payloads for the decoder path */
+    ht_buf pl = {0};
     ht_enc_reset(&e, 1000);
     fill_process(&e, 1000, 5, 12);
-    write_file("payload_process.bin", e.out.data, e.out.len);
+    if (ht_enc_payload(&e, &pl) < 0) die("ht_enc_payload", ENOMEM);
+    write_file("payload_process.bin", pl.data, pl.len);
     ht_enc_reset(&e, HT_STREAM_SESSION);
     fill_session_start(&e, 0);
     fill_session_end(&e, 6000);
-    write_file("payload_session.bin", e.out.data, e.out.len);
+    if (ht_enc_payload(&e, &pl) < 0) die("ht_enc_payload", ENOMEM);
+    write_file("payload_session.bin", pl.data, pl.len);
+    ht_buf_free(&pl);
     ht_enc_free(&e);
     return 0;
 }
