@@ -985,9 +985,12 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
         stage *s = &p->stages[i];
         /* what FULL buffers still hold is copied aside, so they go back now;
          * but once a thread's copy would pass SPILL_SOFT, its remaining
-         * buffers stay where they are, as long as the threads keep at most a
-         * quarter of the pool so (the others must find free buffers, or
-         * the records that end the wait could never be written) */
+         * buffers stay where they are, as long as the threads keep at most
+         * half of the pool so (the others must find free buffers, or the
+         * records that end the wait could never be written).  The wait is
+         * mostly a thread preempted in the middle of a record: with a
+         * quarter, the others' buffers were copied while it slept, and B's
+         * spills peaked at 2-8 MiB; with half, at the 256 KiB they may keep */
         if (s->spill_pos == s->spill.len) s->spill_pos = s->spill.len = 0;
         uint32_t kept = 0, full_left = 0;
         int keep_rest = 0;
@@ -996,7 +999,7 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
             seg *g = &s->segs[j];
             uint64_t left = g->end - g->pos;
             if (g->full && !keep_rest && left && s->spill.len - s->spill_pos + left > SPILL_SOFT &&
-                held + full_left <= p->count / 4)
+                held + full_left <= p->count / 2)
                 keep_rest = 1; /* in order: all that follow stay too */
             if (!g->full || keep_rest) {
                 s->segs[kept++] = *g;
