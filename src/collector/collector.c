@@ -190,25 +190,24 @@ int ht_collector_create(ht_collector **out, const ht_collect_opts *o, const char
     int rc = ht_writer_open(&c->w, out_path, &h, o->zstd_level);
     if (rc < 0) {
         set_err(err, errlen, "cannot create", out_path, -rc);
-        if (c->lfd >= 0) close(c->lfd);
-        if (sock_path) unlink(sock_path);
-        free(c->out_path);
-        collector_release(c);
-        return rc;
+        goto fail;
     }
-    if (ht_enc_reset(&c->session_enc, HT_STREAM_SESSION) < 0) {
-        set_err(err, errlen, "cannot set up the encoder for", out_path, ENOMEM);
+    if ((rc = ht_enc_reset(&c->session_enc, HT_STREAM_SESSION)) < 0) {
+        set_err(err, errlen, "cannot set up the encoder for", out_path, -rc);
+        ht_enc_free(&c->session_enc);
         ht_writer_close(&c->w);
         unlink(out_path);
-        if (c->lfd >= 0) close(c->lfd);
-        if (sock_path) unlink(sock_path);
-        free(c->out_path);
-        collector_release(c);
-        return -ENOMEM;
+        goto fail;
     }
     c->writing = 1;
     *out = c;
     return 0;
+fail:
+    if (c->lfd >= 0) close(c->lfd);
+    if (sock_path) unlink(sock_path);
+    free(c->out_path);
+    collector_release(c);
+    return rc;
 }
 
 int ht_collector_rename(ht_collector *c, const char *path)
@@ -392,6 +391,7 @@ static proc *proc_new(ht_collector *c)
     p->shm->stack_events = c->o.stack_events ? c->o.stack_events : HT_STACK_ON_ALLOC | HT_STACK_ON_REALLOC;
     p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->efd < 0) goto fail;
+    if (ht_enc_reset(&p->enc, 0) < 0) goto fail; /* its set-up: admit's reset cannot fail */
     return p;
 fail:
     proc_free(p);
@@ -421,10 +421,6 @@ static int admit(ht_collector *c, int fd, uint32_t pid, const ht_msg_hello *hell
     ht_atomic_store_relaxed(&p->shm->heartbeat_ns, ht_mono_ns());
     snprintf(p->shm->trace_path, sizeof p->shm->trace_path, "%s", c->out_path);
     uint64_t start_ts = now_ts(c); /* before the process can record anything */
-    if (ht_enc_reset(&p->enc, pid) < 0) {
-        proc_free(p);
-        return -ENOMEM;
-    }
     char cmd[4096]; /* and its command line while it waits for us (it may exit fast) */
     size_t clen = ht_proc_cmdline(pid, cmd, sizeof cmd);
     int rc = send_session(fd, HT_PROTO_OK, c->o.follow_forks ? HT_SESS_FOLLOW_FORKS : 0, p->size,
@@ -435,7 +431,7 @@ static int admit(ht_collector *c, int fd, uint32_t pid, const ht_msg_hello *hell
     }
     close(p->memfd);
     p->memfd = -1;
-
+    ht_enc_reset(&p->enc, pid);
     p->last_flush = ht_mono_ns();
     p->next = c->procs;
     c->procs = p;

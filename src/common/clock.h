@@ -70,7 +70,8 @@ static inline uint64_t ht_clock_conv_ns(const ht_clock_conv *c, uint64_t raw)
     /* nearly always: a reading a little after the segment's start, and a
      * clock faster than 1 GHz: the product fits 63 bits */
     uint64_t delta = raw - c->seg_raw;
-    if (__builtin_expect(delta < (1ull << 31) && c->mult < (1ull << 32), 1)) return c->seg_ns + ((delta * c->mult) >> 32);
+    if (__builtin_expect(delta < (1ull << 31) && c->mult < (1ull << 32), 1))
+        return c->seg_ns + ((delta * c->mult) >> 32);
     __int128 d = (__int128)(int64_t)(raw - c->seg_raw) * (__int128)c->mult;
     __int128 ns = (__int128)c->seg_ns + (d >> 32);
     return ns <= 0 ? 0 : (uint64_t)ns;

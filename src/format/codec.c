@@ -87,10 +87,12 @@ static const size_t col_room[HT_NCOLS] = {
 /* The fixed columns: one mapping, each column page-aligned, with room for
  * HT_CHUNK_RECORDS_MAX records.  Untouched pages cost nothing, so what a
  * chunk keeps resident is what its columns really hold. */
+static size_t col_bytes(int i) { return (col_room[i] * HT_CHUNK_RECORDS_MAX + 4095) & ~(size_t)4095; }
+
 static int enc_setup(ht_encoder *e)
 {
     size_t len = 0;
-    for (int i = 0; i < HT_NCOLS; i++) len += (col_room[i] * HT_CHUNK_RECORDS_MAX + 4095) & ~(size_t)4095;
+    for (int i = 0; i < HT_NCOLS; i++) len += col_bytes(i);
     if (ht_buf_reserve(&e->hdr, 4096) < 0) return -ENOMEM;
     void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return -ENOMEM;
@@ -98,9 +100,9 @@ static int enc_setup(ht_encoder *e)
     e->map_len = len;
     uint8_t *p = m;
     for (int i = 0; i < HT_NCOLS; i++) {
-        if (i == HT_COL_HDR) continue;
+        if (i == HT_COL_HDR) continue; /* col_bytes 0: the HDR column is e->hdr */
         e->col0[i] = p;
-        p += (col_room[i] * HT_CHUNK_RECORDS_MAX + 4095) & ~(size_t)4095;
+        p += col_bytes(i);
     }
     return 0;
 }

@@ -102,7 +102,7 @@ int ht_writer_chunk(ht_writer *w, const ht_encoder *e)
     }
     if (raw > HT_CHUNK_RAW_MAX) return -EFBIG;
     w->zbuf.len = 0;
-    if (ht_buf_reserve(&w->zbuf, bound > raw ? bound : raw) < 0) return -ENOMEM;
+    if (ht_buf_reserve(&w->zbuf, bound) < 0) return -ENOMEM;
     size_t z = 0;
     for (size_t i = 0; i < nparts && z < raw; i++) {
         size_t r = ZSTD_compressCCtx(w->cctx, w->zbuf.data + z, bound - z, part[i], plen[i], w->level);
@@ -122,13 +122,10 @@ int ht_writer_chunk(ht_writer *w, const ht_encoder *e)
         .records = e->records,
         .raw_size = (uint32_t)raw,
     };
-    if (z >= raw) { /* store raw if it does not shrink */
+    if (z >= raw) { /* store raw if it does not shrink: the payload, whole */
+        if (ht_enc_payload(e, &w->zbuf) < 0) return -ENOMEM;
         ch.flags = 0;
-        z = 0;
-        for (size_t i = 0; i < nparts; i++) {
-            memcpy(w->zbuf.data + z, part[i], plen[i]);
-            z += plen[i];
-        }
+        z = w->zbuf.len;
     }
     const void *payload = w->zbuf.data;
     ch.stored_size = (uint32_t)z;
