@@ -1168,16 +1168,29 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
     struct pollfd *pf = NULL;
     proc **pfp = NULL;
     size_t pf_cap = 0;
+    /* Rounds in a row that found no full buffer.  While the program streams
+     * (fewer than NAPS quiet rounds) we nap NAP_MS between rounds and ask for
+     * no kicks: each kick is a cross-CPU wake-up that costs the program's
+     * thread tens of microseconds here (1000 kicks were a third of C's
+     * recording overhead).  A producer that finds the pool empty kicks us
+     * anyway.  Once quiet, we sleep until kicked or the flush interval. */
+    enum { NAPS = 4, NAP_MS = 1 };
+    unsigned quiet = NAPS;
     while (!exited) {
         int busy = drain_all(c, 0);
         reap_closed(c, 0);
-        /* tell producers to kick us, then look once more before sleeping:
-         * seq_cst on both sides orders our store against their FULL store */
+        quiet = busy ? 0 : quiet < NAPS ? quiet + 1 : NAPS;
+        int nap = !busy && quiet < NAPS;
         size_t np = 0;
-        for (proc *p = c->procs; p; p = p->next)
-            if (p->shm) atomic_store(&p->shm->consumer_idle, 1), np++;
-        atomic_thread_fence(memory_order_seq_cst);
-        if (!busy) busy = drain_all(c, 0);
+        for (proc *p = c->procs; p; p = p->next) np += p->shm != NULL;
+        if (!busy && !nap) {
+            /* tell producers to kick us, then look once more before sleeping:
+             * seq_cst on both sides orders our store against their FULL store */
+            for (proc *p = c->procs; p; p = p->next)
+                if (p->shm) atomic_store(&p->shm->consumer_idle, 1);
+            atomic_thread_fence(memory_order_seq_cst);
+            if ((busy = drain_all(c, 0)) != 0) quiet = 0;
+        }
         if (2 + 2 * np > pf_cap) {
             pf_cap = 2 + 2 * np;
             pf = realloc(pf, pf_cap * sizeof *pf);
@@ -1210,11 +1223,12 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
             pf[k++] = (struct pollfd){p->conn, POLLIN, 0};
             pf[k++] = (struct pollfd){p->efd, POLLIN, 0};
         }
-        int timeout = busy ? 0 : (int)(c->o.flush_ms < 100 ? c->o.flush_ms : 100);
+        int timeout = busy ? 0 : nap ? NAP_MS : (int)(c->o.flush_ms < 100 ? c->o.flush_ms : 100);
         if (attached && timeout > 20) timeout = 20; /* notice a stop request soon */
         int r = poll(pf, k, pidfd >= 0 ? timeout : (timeout > 10 ? 10 : timeout));
-        for (proc *p = c->procs; p; p = p->next)
-            if (p->shm) atomic_store(&p->shm->consumer_idle, 0);
+        if (!busy && !nap)
+            for (proc *p = c->procs; p; p = p->next)
+                if (p->shm) atomic_store(&p->shm->consumer_idle, 0);
         if (r > 0) {
             for (size_t j = first_proc; j < k; j += 2) {
                 proc *p = pfp[j];
@@ -1239,7 +1253,8 @@ int ht_collector_run(ht_collector *c, pid_t root, int *status)
             int open = 0;
             for (proc *p = c->procs; p; p = p->next) open |= p->shm && !p->closed;
             if (!open) exited = 1;
-        } else {
+        } else if (pidfd < 0 || (r > 0 && (pf[1].revents & POLLIN))) {
+            /* the pidfd turns readable (and stays so) when the program exits */
             pid_t w = waitpid(root, status, WNOHANG);
             if (w == root) exited = 1;
             else if (w < 0 && errno == ECHILD) exited = 1, *status = 0;

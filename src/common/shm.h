@@ -65,7 +65,8 @@ typedef struct ht_shm_hdr {
     _Atomic uint32_t state;         /* enum ht_shm_state, set by the collector */
     _Atomic uint32_t free_seq;      /* futex word: bumped on every push */
     _Atomic uint32_t waiters;       /* producers sleeping on free_seq */
-    _Atomic uint32_t consumer_idle; /* consumer asleep: kick the eventfd */
+    _Atomic uint32_t consumer_idle; /* consumer asleep until kicked: write the eventfd on
+                                       releasing a buffer (while it only naps, do not) */
     _Atomic uint64_t heartbeat_ns;  /* collector's CLOCK_MONOTONIC at each drain */
     _Atomic uint64_t lost_unreported; /* drops not yet written as LOST records */
     _Atomic uint64_t thread_serial;   /* next thread serial (runtime side) */

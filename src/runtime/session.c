@@ -184,10 +184,14 @@ void ht__session_join(void)
 
 /* ---- sub-buffer management (the slow path) ---- */
 
-static void kick_consumer(void)
+/* Wake the collector if it sleeps until kicked (`force`: we wait for a free
+ * buffer, wake it even if it only naps).  While the program streams, the
+ * collector naps on a short timer instead and asks for no kicks: a wake-up
+ * sent to another CPU costs the sender tens of microseconds on a VM. */
+static void kick_consumer(int force)
 {
     ht_shm_hdr *h = ht__sess.shm;
-    if (ht_atomic_load_acquire(&h->consumer_idle) && ht__sess.event_fd >= 0) {
+    if ((force || ht_atomic_load_acquire(&h->consumer_idle)) && ht__sess.event_fd >= 0) {
         uint64_t one = 1;
         ssize_t w = write(ht__sess.event_fd, &one, sizeof one);
         (void)w;
@@ -201,7 +205,7 @@ static void release_current(ht_tls *t)
     ht_atomic_store_release(&t->sb->state, HT_SB_FULL);
     t->sb = NULL;
     t->cur = t->end = t->data = NULL;
-    kick_consumer();
+    kick_consumer(0);
 }
 
 static void count_lost(ht_tls *t, uint64_t n)
@@ -234,7 +238,7 @@ static uint32_t wait_for_buffer(ht_shm_hdr *h, uint32_t count, uint32_t gen)
         if (idx != HT_FREE_NONE) return idx;
         if (ht_atomic_load_relaxed(&h->state) != HT_SHM_RUNNING) return HT_FREE_NONE;
         if (ht_atomic_load_relaxed((_Atomic uint32_t *)&ht__on) != gen) return HT_FREE_NONE; /* ended */
-        kick_consumer();
+        kick_consumer(1);
         uint32_t seq = ht_atomic_load_acquire(&h->free_seq);
         ht_atomic_add_acq_rel(&h->waiters, 1);
         idx = ht_shm_pop(h, count);
