@@ -67,11 +67,17 @@ void ht_clock_conv_update(ht_clock_conv *c);
 static inline uint64_t ht_clock_conv_ns(const ht_clock_conv *c, uint64_t raw)
 {
     if (c->clock != HT_CLOCK_TSC) return raw >= c->start_raw ? raw - c->start_raw : 0;
-    /* nearly always: a reading a little after the segment's start, and a
-     * clock faster than 1 GHz: the product fits 63 bits */
-    uint64_t delta = raw - c->seg_raw;
-    if (__builtin_expect(delta < (1ull << 31) && c->mult < (1ull << 32), 1))
-        return c->seg_ns + ((delta * c->mult) >> 32);
+    /* nearly always: a reading within 2^31 ticks of the segment's start,
+     * before it as often as after (the collector reads records written
+     * before its last rate update), and a clock faster than 1 GHz: the
+     * product fits 63 bits.  >> of a negative value is arithmetic in GCC
+     * and Clang, as in the general formula below. */
+    int64_t delta = (int64_t)(raw - c->seg_raw);
+    if (__builtin_expect(delta > -(1ll << 31) && delta < (1ll << 31) && c->mult < (1ull << 32), 1)) {
+        int64_t off = (delta * (int64_t)c->mult) >> 32;
+        if (off >= 0) return c->seg_ns + (uint64_t)off;
+        return c->seg_ns > (uint64_t)-off ? c->seg_ns - (uint64_t)-off : 0;
+    }
     __int128 d = (__int128)(int64_t)(raw - c->seg_raw) * (__int128)c->mult;
     __int128 ns = (__int128)c->seg_ns + (d >> 32);
     return ns <= 0 ? 0 : (uint64_t)ns;

@@ -1,8 +1,9 @@
 /*
  * test_clock.c - the collector's raw-to-ns conversion (ht_clock_conv_ns,
  * common/clock.h): its 64-bit fast path must give exactly what the general
- * 128-bit formula gives, for readings just after the segment's start (the
- * fast path), before it (records older than a rate update), far after it,
+ * 128-bit formula gives, for readings within 2^31 ticks of the segment's
+ * start, after or before it (the fast path; records older than a rate update
+ * come before it), far before it, far after it,
  * and for multipliers of clocks slower than 1 GHz (no fast path); results
  * below 0 clamp to 0.  A wrong bound on the fast path (a product that
  * overflows 64 bits) or an off-by-one in its shift changes timestamps.
@@ -29,15 +30,19 @@ static uint64_t ref_ns(const ht_clock_conv *c, uint64_t raw)
 static void check_conv(ht_clock_conv *c, test_rng *rng)
 {
     static const uint64_t edge[] = {0, 1, (1ull << 31) - 1, 1ull << 31, (1ull << 31) + 1, 1ull << 32,
-                                    (1ull << 40) + 3, UINT64_MAX, UINT64_MAX - (1ull << 31)};
+                                    (1ull << 40) + 3, UINT64_MAX, UINT64_MAX - (1ull << 31),
+                                    /* just before the start: the fast path too */
+                                    (uint64_t)-2, (uint64_t)-((1ll << 31) - 1), (uint64_t)-(1ll << 31),
+                                    (uint64_t)-((1ll << 31) + 1)};
     for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
         uint64_t raw = c->seg_raw + edge[i];
         assert_int_equal(ht_clock_conv_ns(c, raw), ref_ns(c, raw));
     }
     for (int i = 0; i < 200000; i++) {
         uint64_t delta;
-        switch (rng_below(rng, 4)) {
+        switch (rng_below(rng, 5)) {
         case 0: delta = rng_below(rng, 1ull << 31); break;              /* the fast path */
+        case 4: delta = (uint64_t)-(int64_t)rng_below(rng, 1ull << 31); break; /* ... before the start */
         case 1: delta = (uint64_t)-(int64_t)rng_below(rng, 1ull << 40); break; /* older readings */
         case 2: delta = rng_below(rng, 1ull << 50); break;              /* far after */
         default: delta = rng_next(rng); break;
