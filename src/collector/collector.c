@@ -90,6 +90,7 @@ typedef struct proc {
     int conn, efd, memfd; /* memfd: until handed to the process */
     uint32_t pid;
     ht_shm_hdr *shm;
+    const uint8_t *data0; /* sub-buffer 0's data: sub-buffer i's is data0 + i * sbsize */
     size_t size;
     uint32_t count, sbsize;
     stage *stages;
@@ -386,6 +387,7 @@ static proc *proc_new(ht_collector *c)
         goto fail;
     }
     ht_shm_init(p->shm, p->sbsize, p->count, c->o.mode, c->clock, 0);
+    p->data0 = (const uint8_t *)ht_shm_data(p->shm, p->sbsize, p->count, 0);
     p->shm->stack_mode = c->o.stack_mode;
     p->shm->stack_depth = c->o.stack_depth ? c->o.stack_depth : 64;
     p->shm->stack_events = c->o.stack_events ? c->o.stack_events : HT_STACK_ON_ALLOC | HT_STACK_ON_REALLOC;
@@ -564,6 +566,11 @@ static stage *stage_for(proc *p, uint64_t serial, uint32_t tid)
     return s;
 }
 
+/* min_words() of the heap event kinds, for the merge's fast path */
+static const uint8_t heap_words[4] = {0, sizeof(ht_rec_alloc) / 8, sizeof(ht_rec_free) / 8,
+                                      sizeof(ht_rec_realloc) / 8};
+_Static_assert(HT_EV_ALLOC == 1 && HT_EV_FREE == 2 && HT_EV_REALLOC == 3, "heap_words[] is indexed by kind");
+
 static size_t min_words(unsigned kind)
 {
     switch (kind) {
@@ -584,7 +591,7 @@ static size_t min_words(unsigned kind)
 static HT_NOINLINE void emit_meta(ht_collector *c, proc *p, stage *s, const uint8_t *r, ht_rec_hdr h,
                                   uint64_t ts);
 
-static void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
+static HT_ALWAYS_INLINE void emit_record(ht_collector *c, proc *p, stage *s, const uint8_t *r)
 {
     ht_rec_hdr h;
     memcpy(&h, r, sizeof h);
@@ -741,7 +748,7 @@ damaged:
 
 static inline const uint8_t *sb_data(const proc *p, uint32_t idx)
 {
-    return (const uint8_t *)ht_shm_data(p->shm, p->sbsize, p->count, idx);
+    return p->data0 + (size_t)idx * p->sbsize;
 }
 
 static void release_buffer(ht_collector *c, proc *p, uint32_t idx)
@@ -864,7 +871,7 @@ static inline int stage_peek(ht_collector *c, proc *p, stage *s)
             ht_rec_hdr h;
             memcpy(&h, r, sizeof h);
             uint64_t bytes = (uint64_t)h.words * 8;
-            if (HT_LIKELY(h.kind >= HT_EV_ALLOC && h.kind <= HT_EV_REALLOC && h.words >= min_words(h.kind) &&
+            if (HT_LIKELY(h.kind >= HT_EV_ALLOC && h.kind <= HT_EV_REALLOC && h.words >= heap_words[h.kind] &&
                           bytes <= avail)) {
                 __builtin_prefetch(r + 512);
                 s->next = r;
@@ -967,6 +974,35 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
         /* a run of the best thread's records, as long as each one is still
          * the oldest of all (older than the runner-up's; at a tie, the
          * full scan above decides) */
+        if (best->spill_pos >= best->spill.len && best->nsegs) {
+            /* the common case, read straight from the segment: its heap
+             * events one after the other, framed and ordered as stage_peek
+             * and the loop below would, without their bookkeeping per
+             * record; anything else goes back to them */
+            seg *g = &best->segs[0];
+            const uint8_t *base = sb_data(p, g->idx), *r = best->next;
+            uint64_t pos = g->pos, end = g->end, ts = best_ts;
+            uint32_t bytes = best->next_bytes;
+            best->peeked = 0;
+            for (;;) {
+                best->last_ts = ts;
+                pos += bytes;
+                g->pos = pos;
+                emit_record(c, p, best, r);
+                if (end - pos < sizeof(ht_rec_alloc)) break;
+                r = base + pos;
+                ht_rec_hdr h;
+                memcpy(&h, r, sizeof h);
+                bytes = (uint32_t)h.words * 8;
+                if (!(h.kind >= HT_EV_ALLOC && h.kind <= HT_EV_REALLOC && h.words >= heap_words[h.kind] &&
+                      bytes <= end - pos))
+                    break;
+                ts = h.ts;
+                if (!(ts < until && (!have_next || (int64_t)(ts - next_ts) < 0))) break;
+                __builtin_prefetch(r + 512);
+            }
+            continue;
+        }
         do {
             const uint8_t *r = best->next;
             best->last_ts = best_ts;

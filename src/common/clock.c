@@ -50,10 +50,7 @@ void ht_clock_conv_init(ht_clock_conv *c, uint32_t clock)
     c->clock = clock;
     sample(clock, &c->start_raw, &c->start_mono);
     c->start_real = ht_real_ns();
-    c->seg_raw = c->start_raw;
-    c->seg_ns = 0;
     c->rate = 1.0;
-    c->mult = 1ull << 32;
     if (clock == HT_CLOCK_TSC) {
         /* first estimate over ~100 us (start-up cost matters); the collector
          * refines it every few milliseconds with ht_clock_conv_update */
@@ -62,7 +59,7 @@ void ht_clock_conv_init(ht_clock_conv *c, uint32_t clock)
         while (mono - c->start_mono < 100000);
         c->rate = (double)(mono - c->start_mono) / (double)(raw - c->start_raw);
     }
-    c->mult = (uint64_t)(c->rate * 4294967296.0);
+    ht_clock_conv_segment(c, c->start_raw, 0, (uint64_t)(c->rate * 4294967296.0));
 }
 
 void ht_clock_conv_update(ht_clock_conv *c)
@@ -75,8 +72,6 @@ void ht_clock_conv_update(ht_clock_conv *c)
      * steers towards CLOCK_MONOTONIC over the whole session so far */
     uint64_t ns_now = ht_clock_conv_ns(c, raw);
     double whole = (double)(mono - c->start_mono) / (double)(raw - c->start_raw);
-    c->seg_raw = raw;
-    c->seg_ns = ns_now;
     c->rate = whole;
-    c->mult = (uint64_t)(whole * 4294967296.0);
+    ht_clock_conv_segment(c, raw, ns_now, (uint64_t)(whole * 4294967296.0));
 }

@@ -58,7 +58,17 @@ typedef struct ht_clock_conv {
     uint64_t seg_raw, seg_ns;
     double rate; /* ns per raw unit */
     uint64_t mult;
+    int fast; /* TSC, mult < 2^32 and seg_ns < 2^62: the 64-bit path may serve */
 } ht_clock_conv;
+
+/* Sets the current segment (and the fast-path flag). */
+static inline void ht_clock_conv_segment(ht_clock_conv *c, uint64_t seg_raw, uint64_t seg_ns, uint64_t mult)
+{
+    c->seg_raw = seg_raw;
+    c->seg_ns = seg_ns;
+    c->mult = mult;
+    c->fast = c->clock == HT_CLOCK_TSC && mult < (1ull << 32) && seg_ns < (1ull << 62);
+}
 
 void ht_clock_conv_init(ht_clock_conv *c, uint32_t clock);
 /* Re-measure the rate against CLOCK_MONOTONIC; call now and then (each flush). */
@@ -66,18 +76,19 @@ void ht_clock_conv_update(ht_clock_conv *c);
 
 static inline uint64_t ht_clock_conv_ns(const ht_clock_conv *c, uint64_t raw)
 {
-    if (c->clock != HT_CLOCK_TSC) return raw >= c->start_raw ? raw - c->start_raw : 0;
     /* nearly always: a reading within 2^31 ticks of the segment's start,
      * before it as often as after (the collector reads records written
      * before its last rate update), and a clock faster than 1 GHz: the
      * product fits 63 bits.  >> of a negative value is arithmetic in GCC
      * and Clang, as in the general formula below. */
-    int64_t delta = (int64_t)(raw - c->seg_raw);
-    if (__builtin_expect(delta > -(1ll << 31) && delta < (1ll << 31) && c->mult < (1ull << 32), 1)) {
-        int64_t off = (delta * (int64_t)c->mult) >> 32;
-        if (off >= 0) return c->seg_ns + (uint64_t)off;
-        return c->seg_ns > (uint64_t)-off ? c->seg_ns - (uint64_t)-off : 0;
+    uint64_t delta = raw - c->seg_raw;
+    if (__builtin_expect(delta + (1ull << 31) < (1ull << 32) && c->fast, 1)) {
+        /* |delta| <= 2^31 and mult < 2^32: the product fits; seg_ns below
+         * 2^62: so does the sum, and ns <= 0 is what clamps to 0 */
+        int64_t ns = (int64_t)c->seg_ns + (((int64_t)delta * (int64_t)c->mult) >> 32);
+        return ns > 0 ? (uint64_t)ns : 0;
     }
+    if (c->clock != HT_CLOCK_TSC) return raw >= c->start_raw ? raw - c->start_raw : 0;
     __int128 d = (__int128)(int64_t)(raw - c->seg_raw) * (__int128)c->mult;
     __int128 ns = (__int128)c->seg_ns + (d >> 32);
     return ns <= 0 ? 0 : (uint64_t)ns;

@@ -65,13 +65,14 @@ static void test_conv_matches_general_formula(void **state)
      * 100 MHz clock, and the fastest a 32.32 multiplier can say */
     static const uint64_t mults[] = {1431655765ull, 1717986918ull, 1ull << 32, 42949672960ull, 1, 4294967295ull};
     for (size_t m = 0; m < sizeof mults / sizeof mults[0]; m++) {
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             ht_clock_conv c;
             memset(&c, 0, sizeof c);
             c.clock = HT_CLOCK_TSC;
-            c.mult = mults[m];
-            c.seg_raw = k == 0 ? 0 : rng_next(&rng);
-            c.seg_ns = k == 1 ? 0 : rng_below(&rng, 1ull << 62);
+            /* k 4: a segment start at or past 2^62 ns (no fast path) */
+            uint64_t seg_ns = k == 1 ? 0 : k == 4 ? (1ull << 62) + rng_below(&rng, 1ull << 40)
+                                                  : rng_below(&rng, 1ull << 62);
+            ht_clock_conv_segment(&c, k == 0 ? 0 : rng_next(&rng), seg_ns, mults[m]);
             check_conv(&c, &rng);
         }
     }
