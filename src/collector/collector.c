@@ -935,6 +935,24 @@ static void stage_advance(stage *s)
     s->peeked = 0;
 }
 
+/* The next record's address-cache lines, while this one is encoded: read
+ * from the segment's committed bytes only (`avail` of them at q), its
+ * addresses whatever its kind (a metadata record's words prefetch
+ * nothing useful, and harm nothing). */
+_Static_assert(offsetof(ht_rec_free, addr) == offsetof(ht_rec_alloc, addr) &&
+                   offsetof(ht_rec_free, addr) == offsetof(ht_rec_realloc, new_addr),
+               "prefetch_record() reads every heap event's (new) address at one offset");
+static HT_ALWAYS_INLINE void prefetch_record(proc *p, const uint8_t *q, uint64_t avail)
+{
+    uint64_t a;
+    if (avail < sizeof(ht_rec_free)) return;
+    memcpy(&a, q + offsetof(ht_rec_free, addr), sizeof a);
+    hte_prefetch(&p->enc, a);
+    if (avail < sizeof(ht_rec_realloc) || q[0] != HT_EV_REALLOC) return;
+    memcpy(&a, q + offsetof(ht_rec_realloc, old_addr), sizeof a);
+    hte_prefetch(&p->enc, a);
+}
+
 /* Emit the staged records older than `until`, in timestamp order; a thread
  * with a record in flight holds back everything not older than its last
  * one (its pending record is at least that late), unless it has been stuck
@@ -988,6 +1006,7 @@ static void merge_proc(ht_collector *c, proc *p, uint64_t until, int final)
                 best->last_ts = ts;
                 pos += bytes;
                 g->pos = pos;
+                prefetch_record(p, base + pos, end - pos);
                 emit_record(c, p, best, r);
                 if (end - pos < sizeof(ht_rec_alloc)) break;
                 r = base + pos;

@@ -72,6 +72,16 @@ static inline void hte_note(ht_addr_slot (*cache)[2], uint32_t serial, uint64_t 
     s[0].size = size;
 }
 
+/* Ask for the cache lines a record with address `addr` will look up and
+ * note (a hint; never faults).  The caches are 256 KiB of random sets,
+ * evicted from L2 by zstd at every chunk: looked up cold, their loads were
+ * the collector's largest stall (perf: 40 % of the merge's samples on C). */
+static inline void hte_prefetch(ht_encoder *e, uint64_t addr)
+{
+    __builtin_prefetch(hte_set(e->acache, addr), 1);
+    __builtin_prefetch(hte_set(e->fcache, addr), 1);
+}
+
 static inline uint32_t hte_size32(uint64_t size) { return size < UINT32_MAX ? (uint32_t)size : UINT32_MAX; }
 
 /* Start a record: its tid if it changed and its ts delta.  NULL if the
