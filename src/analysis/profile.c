@@ -566,6 +566,10 @@ static void allocate(ht_prof *p, ht_prof_proc *r, ht_prof_thread *t, ht_prof_hea
      * the compiler would reload ev->... after every store */
     const uint64_t size = ev->size, addr = ev->addr, ts = ev->ts;
     const uint32_t pid = ev->pid, heap = (uint32_t)ev->heap;
+    if (size > HT_PROF_SIZE_MAX || p->live_bytes + size > HT_PROF_LIVE_MAX) {
+        p->bad_sizes++; /* p->live_bytes bounds every other live figure */
+        return;
+    }
     ht_prof_site *s = site_of(p, pid, ev->stack);
     uint64_t hh = bhash(pid, heap, addr);
     ht_pblk *b = blk_slot(p, hh, pid, heap, addr);

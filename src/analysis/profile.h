@@ -120,6 +120,13 @@ typedef struct ht_prof_marker {
 } ht_prof_marker;
 
 #define HT_PROF_SIZE_BUCKETS 65      /* [0]: size 0; [k]: 2^(k-1) <= size < 2^k */
+/* No process has a block larger than its address space (2^57 bytes covers
+ * x86-64 with 5-level paging and arm64's 52-bit VA): a larger size, or one
+ * that would take the live bytes past HT_PROF_LIVE_MAX, comes from a damaged
+ * trace. Such an allocation is counted in bad_sizes and not tracked, so no
+ * live or peak figure can wrap around 64 bits. */
+#define HT_PROF_SIZE_MAX (1ull << 57)
+#define HT_PROF_LIVE_MAX (1ull << 62)
 #define HT_PROF_LIFE_BUCKETS 12      /* [k]: < 10^k ns for k < 11 (1 ns .. 100 s); [11]: longer */
 
 /* api families for mismatches */
@@ -148,6 +155,7 @@ typedef struct ht_prof {
     uint64_t peak_bytes, peak_blocks, peak_ts;
     uint64_t unknown_frees, unknown_reallocs;   /* addresses never allocated in the trace */
     uint64_t double_frees;                  /* freed again after a free in the trace */
+    uint64_t bad_sizes;                     /* allocations beyond HT_PROF_SIZE_MAX/LIVE_MAX, not tracked */
     uint64_t destroyed_blocks;
     uint64_t lost, markers_total, first_ts, last_ts;
     int have_end, end_code, end_signal, end_unknown; /* the last PROCESS_END of the trace */

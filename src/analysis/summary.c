@@ -44,6 +44,10 @@ void ht_summary_print(const ht_prof *p, FILE *out)
             p->live_bytes, ht_fmt_bytes(p->live_bytes, a, sizeof a));
     fprintf(out, "  unknown frees    %" PRIu64 " (blocks not allocated in this session)\n",
             p->unknown_frees + p->unknown_reallocs + p->double_frees);
+    if (p->bad_sizes)
+        fprintf(out, "  bad sizes        %" PRIu64 " (allocations larger than an address space: damaged trace,"
+                     " not counted as live)\n",
+                p->bad_sizes);
     if (custom || p->destroyed_blocks)
         fprintf(out, "  custom heaps     %" PRIu64 " (%" PRIu64 " blocks released with their heap)\n", custom,
                 p->destroyed_blocks);

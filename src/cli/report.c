@@ -191,8 +191,9 @@ static void totals(rep *r)
         fprintf(o, "  \"leaks\": {\"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64 "},\n", p->live_blocks,
                 p->live_bytes);
         fprintf(o, "  \"bad_frees\": {\"unknown_frees\": %" PRIu64 ", \"unknown_reallocs\": %" PRIu64
-                   ", \"double_frees\": %" PRIu64 ", \"destroyed_with_heap\": %" PRIu64 "}",
-                p->unknown_frees, p->unknown_reallocs, p->double_frees, p->destroyed_blocks);
+                   ", \"double_frees\": %" PRIu64 ", \"destroyed_with_heap\": %" PRIu64
+                   ", \"bad_sizes\": %" PRIu64 "}",
+                p->unknown_frees, p->unknown_reallocs, p->double_frees, p->destroyed_blocks, p->bad_sizes);
         return;
     }
     fprintf(o, "heaptrace report of %s\n", r->path);
@@ -403,6 +404,9 @@ static void reallocs_bad(rep *r)
     fprintf(o, "  %10" PRIu64 "  double frees (freed again after a free in the trace)\n", p->double_frees);
     if (p->destroyed_blocks)
         fprintf(o, "  %10" PRIu64 "  blocks released with their heap (HEAP_DESTROY), not leaks\n", p->destroyed_blocks);
+    if (p->bad_sizes)
+        fprintf(o, "  %10" PRIu64 "  allocations larger than an address space (a damaged trace), not tracked\n",
+                p->bad_sizes);
 }
 
 static void range(rep *r)

@@ -241,7 +241,22 @@ int main(int argc, char **argv)
     chunk(&w, &e);
     close_writer(&w);
 
-    /* 3. header only: a valid, empty trace */
+    /* 3. sizes no process can have: two blocks whose sum wraps 64 bits, then
+     *    the first freed (the live bytes of a naive sum would exceed the
+     *    peak), then a realloc of the second, a block of 2^64-1 bytes and a normal
+     *    block */
+    open_writer(&w, "huge_sizes.htrace");
+    ht_enc_reset(&e, 4242);
+    ev_core(&e, HT_EV_ALLOC, 4242, 10, HT_API_MALLOC, 3, 1, 0x10000, (1ull << 63) + 5, 0, 0);
+    ev_core(&e, HT_EV_ALLOC, 4242, 20, HT_API_MALLOC, 3, 1, 0x20000, (1ull << 63) + 10, 0, 0);
+    ev_core(&e, HT_EV_FREE, 4242, 30, HT_API_FREE, 3, 1, 0x10000, 0, 0, 0);
+    ev_core(&e, HT_EV_REALLOC, 4242, 40, HT_API_REALLOC, 3, 1, 0x30000, 1ull << 40, 0x20000, 0);
+    ev_core(&e, HT_EV_ALLOC, 4242, 45, HT_API_MALLOC, 3, 1, 0x50000, UINT64_MAX, 0, 0);
+    ev_core(&e, HT_EV_ALLOC, 4242, 50, HT_API_MALLOC, 3, 1, 0x40000, 64, 0, 0);
+    chunk(&w, &e);
+    close_writer(&w);
+
+    /* 4. header only: a valid, empty trace */
     open_writer(&w, "empty_trace.htrace");
     close_writer(&w);
 

@@ -263,6 +263,7 @@ def compare(label, d, o):
     bf = d["bad_frees"]
     eq((bf["unknown_frees"], bf["unknown_reallocs"], bf["double_frees"], bf["destroyed_with_heap"]),
        (o.unknown_frees, o.unknown_reallocs, o.double_frees, o.destroyed), "%s: unknown, double, destroyed" % label)
+    eq(bf["bad_sizes"], 0, "%s: bad sizes" % label)
     eq({s["min"].bit_length() if s["min"] else 0: s["count"] for s in d["sizes"]}, o.sizes, "%s: size histogram" % label)
     labels = ["< 1 ns", "< 10 ns", "< 100 ns", "< 1 us", "< 10 us", "< 100 us", "< 1 ms", "< 10 ms", "< 100 ms",
               "< 1 s", "< 10 s", ">= 10 s"]
