@@ -212,6 +212,7 @@ int ht_dec_next(ht_decoder *d, ht_event *ev);
 typedef struct ht_writer {
     int fd;
     int level;            /* zstd level */
+    int tuned;            /* level 1 with per-column parameters (writer.c) */
     uint64_t offset;      /* bytes written */
     uint64_t chunks;
     void *cctx;           /* ZSTD_CCtx */
