@@ -41,7 +41,8 @@ typedef struct ht_tls {
     uint64_t pending_size;  /* its size argument */
     uint32_t in_emit;       /* writing a record */
     uint32_t tid;
-    uint64_t lost;          /* dropped, not yet reported in the stream */
+    uint64_t lost;          /* dropped, not yet reported in the stream (changed
+                             * by atomic read-modify-writes only: session.c) */
     uint64_t serial, seq;   /* thread serial in the region, sub-buffers taken */
     uint32_t exited;        /* thread-exit destructor ran (and has not been re-armed) */
     uint32_t exit_runs;     /* times it ran */

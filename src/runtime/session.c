@@ -208,10 +208,29 @@ static void release_current(ht_tls *t)
     kick_consumer(0);
 }
 
+/* t->lost is also counted up by this thread's signal handlers, which can
+ * run between any two instructions of ours: it is only ever changed by one
+ * read-modify-write instruction (an atomic add here, an exchange in
+ * take_lost), so that no count of theirs falls between a read and a write.
+ * lost_unreported goes up after t->lost and down after the exchange: it
+ * never misses a count that is in neither t->lost nor a LOST record. */
 static void count_lost(ht_tls *t, uint64_t n)
 {
-    t->lost += n;
+    __atomic_fetch_add(&t->lost, n, __ATOMIC_RELAXED);
     if (ht__sess.shm) ht_atomic_add_relaxed(&ht__sess.shm->lost_unreported, n);
+}
+
+/* Writes this thread's lost count into a LOST record at r (room for it is
+ * the caller's), if it is not 0; returns the end of what was written. */
+static char *take_lost(ht_tls *t, ht_shm_hdr *h, char *r, uint64_t ts)
+{
+    uint64_t n = __atomic_exchange_n(&t->lost, 0, __ATOMIC_RELAXED);
+    if (!n) return r;
+    ht_rec_lost *l = (ht_rec_lost *)r;
+    ht__hdr(&l->h, HT_EV_LOST, 0, 0, sizeof *l, 0, ts);
+    l->count = n;
+    ht_atomic_add_relaxed(&h->lost_unreported, (uint64_t)0 - n);
+    return r + sizeof *l;
 }
 
 void ht__lost_nested(ht_tls *t)
@@ -312,14 +331,7 @@ static int acquire_buffer(ht_tls *t)
     t->end = t->data + ht__sess.subbuf_size;
     uint64_t ts = ht__now(); /* after any wait: not older than the event that follows */
     char *r = put_thread_record(t, t->data, ts);
-    if (t->lost) {
-        ht_rec_lost *l = (ht_rec_lost *)r;
-        ht__hdr(&l->h, HT_EV_LOST, 0, 0, sizeof *l, 0, ts);
-        l->count = t->lost;
-        ht_atomic_add_relaxed(&h->lost_unreported, (uint64_t)0 - t->lost);
-        t->lost = 0;
-        r += sizeof *l;
-    }
+    r = take_lost(t, h, r, ts);
     ht__commit(t, r);
     return 1;
 }
@@ -391,13 +403,9 @@ void ht__thread_exit(void *arg)
     ht_tls *t = &ht__tls;
     uint32_t g = t->gen;
     if (t->sb && g && ht__enter(t, g)) {
-        if (t->lost && (size_t)(t->end - t->cur) >= sizeof(ht_rec_lost)) {
-            ht_rec_lost *l = (ht_rec_lost *)t->cur;
-            ht__hdr(&l->h, HT_EV_LOST, 0, 0, sizeof *l, 0, ht__now());
-            l->count = t->lost;
-            ht_atomic_add_relaxed(&ht__sess.shm->lost_unreported, (uint64_t)0 - t->lost);
-            t->lost = 0;
-            ht__commit(t, t->cur + sizeof *l);
+        if ((size_t)(t->end - t->cur) >= sizeof(ht_rec_lost)) {
+            char *r = take_lost(t, ht__sess.shm, t->cur, ht__now());
+            if (r != t->cur) ht__commit(t, r);
         }
         release_current(t);
         ht__leave(t);
